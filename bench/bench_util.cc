@@ -119,6 +119,21 @@ double ProcessCpuSeconds(int pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(ticks > 0 ? ticks : 100);
 }
 
+double MachineBusyCpuSeconds() {
+  std::ifstream in("/proc/stat");
+  std::string cpu;
+  // user nice system idle iowait irq softirq steal (guest time is already counted in user).
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
+                     steal = 0;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) ||
+      cpu != "cpu") {
+    return -1;
+  }
+  const long ticks = sysconf(_SC_CLK_TCK);
+  return static_cast<double>(user + nice + system + irq + softirq + steal) /
+         static_cast<double>(ticks > 0 ? ticks : 100);
+}
+
 bool ProcessMemoryKib(int pid, int64_t* rss_kib, int64_t* hwm_kib) {
   char path[64];
   std::snprintf(path, sizeof(path), "/proc/%d/status", pid);

@@ -39,6 +39,10 @@ int64_t MonotonicNanos();
 // /proc/PID/stat. Negative if it cannot be read.
 double ProcessCpuSeconds(int pid);
 
+// CPU time the whole machine spent busy (not idle or waiting for I/O), summed over all CPUs, from
+// the first line of /proc/stat. Negative if it cannot be read.
+double MachineBusyCpuSeconds();
+
 // VmRSS and VmHWM of process `pid` in KiB, from /proc/PID/status. False if unreadable.
 bool ProcessMemoryKib(int pid, int64_t* rss_kib, int64_t* hwm_kib);
 
