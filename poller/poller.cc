@@ -207,6 +207,7 @@ void Poller::Poll(int64_t timeout_ns, ReadyList* ready) {
     // Clear the plan before giving up the token, so a waker in between sees "owner, plan 0" and
     // breaks (harmless) rather than "owner, stale plan" (which could lose its wake-up).
     poll_until_.store(0, std::memory_order_seq_cst);
+    NETPOLL_TEST_HOOK(HookPoint::kPollBeforeRelease, nullptr);
     if (poll_owner_.exchange(0, std::memory_order_seq_cst) == 2) platform::FutexWakeAll(&poll_owner_);
   }
   for (;;) {

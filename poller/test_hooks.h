@@ -29,6 +29,9 @@ enum class HookPoint {
   kEventAfterTokenCheck,
   // In Poller::Close, after the backend unregistered the fd and before the slot is freed.
   kCloseAfterUnregister,
+  // In Poller::Poll, after the blocking owner cleared its planned wake time and before it gave up
+  // the owner token (R31). Called with pd == nullptr.
+  kPollBeforeRelease,
 };
 
 using HookFn = void (*)(HookPoint point, PollDesc* pd);
