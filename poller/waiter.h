@@ -52,6 +52,8 @@ class Waiter {
 
   // Link for ReadyList; owned by whoever holds the waiter in a list (one list at a time).
   Waiter* ready_next = nullptr;
+  // Link for wait queues (WaiterSemaphore and the like), owned by the queue while queued.
+  Waiter* wait_next = nullptr;
 
  protected:
   ~Waiter() = default;
