@@ -41,8 +41,10 @@ FutexWaitResult FutexWait(std::atomic<uint32_t>* word, uint32_t expected, int64_
 int FutexWake(std::atomic<uint32_t>* word, int count) {
   long rc = syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, count, nullptr,
                     nullptr, 0);
-  if (rc < 0) std::abort();
-  return static_cast<int>(rc);
+  // A waker may wake a word whose owner has already returned and freed it (the unlock of a lock
+  // that the woken thread then destroys); the kernel only uses the address as a key, and EFAULT
+  // for unmapped memory means nobody waited there. Both are harmless, as for glibc's mutexes.
+  return rc < 0 ? 0 : static_cast<int>(rc);
 }
 
 int FutexWakeAll(std::atomic<uint32_t>* word) { return FutexWake(word, INT_MAX); }
