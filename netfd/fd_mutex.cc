@@ -105,3 +105,12 @@ uint64_t FdMutex::references() const {
 }
 
 }  // namespace netpoll::netfd
+
+namespace netpoll::netfd {
+
+uint64_t FdMutex::lock_waiters(bool read) const {
+  uint64_t state = state_.load(std::memory_order_seq_cst);
+  return read ? (state & kReadWaitMask) / kReadWait : (state & kWriteWaitMask) / kWriteWait;
+}
+
+}  // namespace netpoll::netfd

@@ -52,8 +52,9 @@ class FdMutex {
   bool RwUnlock(bool read);
 
   bool closed() const;
-  // References held right now (tests, debug checks).
+  // References held right now, and callers parked for the read or write lock (tests, checks).
   uint64_t references() const;
+  uint64_t lock_waiters(bool read) const;
 
  private:
   std::atomic<uint64_t> state_{0};

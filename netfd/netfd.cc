@@ -20,6 +20,11 @@ Syscalls& syscalls() {
   return table;
 }
 
+CloseHooks& close_hooks() {
+  static CloseHooks hooks;
+  return hooks;
+}
+
 namespace {
 
 // Releases the read or write lock on scope exit, destroying the descriptor if that dropped the
@@ -152,6 +157,7 @@ absl::Status NetFD::Destroy() {
 
 absl::Status NetFD::Close() {
   if (!mutex_.IncrefAndClose()) return Error("close", ClosedError());
+  if (close_hooks().after_mark_closed != nullptr) close_hooks().after_mark_closed();
   // Wake every parked reader and writer with "closed" before anything else (R6).
   if (pd_ != nullptr) pd_->Evict();
   // Our own reference kept destroy from running before the eviction (R10); dropping it may run

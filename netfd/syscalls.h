@@ -37,6 +37,14 @@ struct Syscalls {
 // The table every NetFD uses.
 Syscalls& syscalls();
 
+// Test-only hooks inside NetFD's Close protocol (null in production).
+struct CloseHooks {
+  // After Close marked the descriptor closed and took its own reference, before it evicts the
+  // waiters (R10).
+  void (*after_mark_closed)() = nullptr;
+};
+CloseHooks& close_hooks();
+
 // Replaces one entry for the scope: ScopedSyscall s(&Syscalls::close, &MyClose);
 template <typename Fn>
 class ScopedSyscall {
