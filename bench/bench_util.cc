@@ -119,19 +119,20 @@ double ProcessCpuSeconds(int pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(ticks > 0 ? ticks : 100);
 }
 
-double MachineBusyCpuSeconds() {
+MachineCpu MachineCpuSeconds() {
   std::ifstream in("/proc/stat");
   std::string cpu;
-  // user nice system idle iowait irq softirq steal (guest time is already counted in user).
-  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0,
-                     steal = 0;
-  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) ||
-      cpu != "cpu") {
-    return -1;
+  // user nice system idle iowait irq softirq (guest time is already counted in user).
+  unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0;
+  MachineCpu result;
+  if (!(in >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq) || cpu != "cpu") {
+    return result;
   }
   const long ticks = sysconf(_SC_CLK_TCK);
-  return static_cast<double>(user + nice + system + irq + softirq + steal) /
-         static_cast<double>(ticks > 0 ? ticks : 100);
+  const double hz = static_cast<double>(ticks > 0 ? ticks : 100);
+  result.task = static_cast<double>(user + nice + system) / hz;
+  result.softirq = static_cast<double>(irq + softirq) / hz;
+  return result;
 }
 
 bool ProcessMemoryKib(int pid, int64_t* rss_kib, int64_t* hwm_kib) {

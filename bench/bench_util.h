@@ -39,9 +39,13 @@ int64_t MonotonicNanos();
 // /proc/PID/stat. Negative if it cannot be read.
 double ProcessCpuSeconds(int pid);
 
-// CPU time the whole machine spent busy (not idle or waiting for I/O), summed over all CPUs, from
-// the first line of /proc/stat. Negative if it cannot be read.
-double MachineBusyCpuSeconds();
+// CPU time of the whole machine, summed over all CPUs, from the first line of /proc/stat.
+struct MachineCpu {
+  double task = -1;     // user + nice + system: time charged to processes
+  double softirq = -1;  // softirq + irq: with IRQ time accounting (as here) charged to no process;
+                        // on loopback this is mostly TCP packet processing of the benchmark itself
+};
+MachineCpu MachineCpuSeconds();
 
 // VmRSS and VmHWM of process `pid` in KiB, from /proc/PID/status. False if unreadable.
 bool ProcessMemoryKib(int pid, int64_t* rss_kib, int64_t* hwm_kib);

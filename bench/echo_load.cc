@@ -2,9 +2,9 @@
 // default (--threads=N splits the connections over N threads, each with its own epoll set).
 //
 // Modes (--mode):
-//   pingpong  --connections=C clients; each sends a --size=S byte message, waits for the whole echo,
-//             checks every byte, records the round trip's latency and sends the next one. After
-//             --warmup, round trips are counted for --duration.
+//   pingpong  --connections=C clients; each sends a --size=S byte message, waits for the whole
+//             echo, checks every byte, records the round trip's latency and sends the next one.
+//             After --warmup, round trips are counted for --duration.
 //   churn     --connections=C slots; each repeatedly connects, sends one message, checks the echo
 //             and closes (latency = socket() to verified echo). Counts connections per second.
 //   idle      opens --connections=N connections, pings each once (so the server has really accepted
@@ -256,7 +256,8 @@ class Worker {
       const int64_t now = MonotonicNanos();
       if (now >= timeline_.end) break;
       if (options_.mode != Mode::kChurn && alive_ == 0) break;  // nothing left to drive
-      int timeout_ms = static_cast<int>(std::min<int64_t>((timeline_.end - now) / 1000000 + 1, 100));
+      int timeout_ms =
+          static_cast<int>(std::min<int64_t>((timeline_.end - now) / 1000000 + 1, 100));
       if (!retry_.empty()) timeout_ms = std::min(timeout_ms, 1);
       Poll(timeout_ms);
       if (!retry_.empty()) {
@@ -743,7 +744,9 @@ int Main(int argc, char** argv) {
     return Usage("--duration must be positive and --warmup not negative");
   }
   const std::string churn_close = absl::GetFlag(FLAGS_churn_close);
-  if (churn_close != "rst" && churn_close != "fin") return Usage("--churn_close must be rst or fin");
+  if (churn_close != "rst" && churn_close != "fin") {
+    return Usage("--churn_close must be rst or fin");
+  }
   options.churn_rst = churn_close == "rst";
   options.server_pid = absl::GetFlag(FLAGS_server_pid);
   options.seed = absl::GetFlag(FLAGS_seed);
@@ -828,12 +831,12 @@ int Main(int argc, char** argv) {
   const double server_cpu_begin =
       options.server_pid > 0 ? ProcessCpuSeconds(options.server_pid) : -1;
   const double client_cpu_begin = SelfCpuSeconds();
-  const double machine_cpu_begin = MachineBusyCpuSeconds();
+  const MachineCpu machine_cpu_begin = MachineCpuSeconds();
   SleepUntil(timeline.end);
   const int64_t window_end = std::min(MonotonicNanos(), timeline.end);
   const double server_cpu_end = options.server_pid > 0 ? ProcessCpuSeconds(options.server_pid) : -1;
   const double client_cpu_end = SelfCpuSeconds();
-  const double machine_cpu_end = MachineBusyCpuSeconds();
+  const MachineCpu machine_cpu_end = MachineCpuSeconds();
   int64_t server_rss_end = -1;
   int64_t server_hwm_end = -1;
   if (options.server_pid > 0) {
@@ -853,13 +856,18 @@ int Main(int argc, char** argv) {
           ? server_cpu_end - server_cpu_begin
           : -1;
   const double client_cpu = client_cpu_end - client_cpu_begin;
-  // CPU time everything else on the machine took during the window: a noise indicator (other
+  // CPU time every other process on the machine took during the window: a noise indicator (other
   // builds or tests running beside the benchmark on a 2-core machine distort every figure).
-  // Clamped at 0: the three figures are counted in clock ticks, so the difference may dip below.
-  const double other_cpu = machine_cpu_begin >= 0 && machine_cpu_end >= 0
-                               ? std::max(0.0, machine_cpu_end - machine_cpu_begin - client_cpu -
-                                                   std::max(server_cpu, 0.0))
-                               : -1;
+  // Clamped at 0: all three figures are counted in clock ticks, so the difference may dip below.
+  // Interrupt and softirq time is reported apart: with IRQ time accounting it is charged to no
+  // process, and on loopback it is mostly the benchmark's own TCP packet processing.
+  const bool machine_known = machine_cpu_begin.task >= 0 && machine_cpu_end.task >= 0;
+  const double other_cpu =
+      machine_known ? std::max(0.0, machine_cpu_end.task - machine_cpu_begin.task - client_cpu -
+                                        std::max(server_cpu, 0.0))
+                    : -1;
+  const double softirq_cpu =
+      machine_known ? machine_cpu_end.softirq - machine_cpu_begin.softirq : -1;
   const double per_server_cpu = server_cpu > 0 ? total.measured / server_cpu : -1;
   const LatencyHistogram& h = total.latency;
   // Memory per connection: the peak (pingpong, churn) or the held RSS (idle) above the server's
@@ -873,7 +881,8 @@ int Main(int argc, char** argv) {
   }
 
   std::string human = absl::StrFormat(
-      "%s addr=%s connections=%d size=%zu threads=%d: %s %.0f/s over %.2f s", ModeName(options.mode),
+      "%s addr=%s connections=%d size=%zu threads=%d: %s %.0f/s over %.2f s",
+      ModeName(options.mode),
       FormatHostPort(options.server), options.connections, options.size, options.threads,
       options.mode == Mode::kChurn ? "connections" : "round trips", rate, seconds);
   if (options.mode == Mode::kIdle) {
@@ -896,14 +905,18 @@ int Main(int argc, char** argv) {
       static_cast<unsigned long long>(total.mismatch),
       static_cast<unsigned long long>(total.unexpected),
       static_cast<unsigned long long>(total.stalled), client_cpu);
-  if (other_cpu >= 0) human += absl::StrFormat("; other processes' cpu %.2f s", other_cpu);
+  if (other_cpu >= 0) {
+    human += absl::StrFormat("; other processes' cpu %.2f s; softirq cpu %.2f s", other_cpu,
+                             softirq_cpu);
+  }
   if (server_cpu >= 0) {
     human += absl::StrFormat("; server cpu %.2f s (%.0f per server cpu-second)", server_cpu,
                              per_server_cpu);
   }
   if (bytes_per_connection >= 0) {
     human += absl::StrFormat("; server %s %.0f bytes per connection",
-                             options.mode == Mode::kIdle ? "RSS" : "peak RSS", bytes_per_connection);
+                             options.mode == Mode::kIdle ? "RSS" : "peak RSS",
+                             bytes_per_connection);
   }
   std::printf("%s\n", human.c_str());
 
@@ -917,6 +930,7 @@ int Main(int argc, char** argv) {
         "\"errors\":{\"total\":%llu,\"connect_failed\":%llu,\"connect_timeout\":%llu,"
         "\"reset\":%llu,\"eof\":%llu,\"mismatch\":%llu,\"unexpected\":%llu,\"stalled\":%llu},"
         "\"client_cpu_seconds\":%.4f,\"other_cpu_seconds\":%.4f,"
+        "\"softirq_cpu_seconds\":%.4f,"
         "\"server\":{\"pid\":%d,\"cpu_seconds\":%.4f,\"requests_per_cpu_second\":%.3f,"
         "\"rss_before_kib\":%lld,\"rss_end_kib\":%lld,\"hwm_end_kib\":%lld,"
         "\"bytes_per_connection\":%.1f}}\n",
@@ -937,7 +951,8 @@ int Main(int argc, char** argv) {
         static_cast<unsigned long long>(total.reset), static_cast<unsigned long long>(total.eof),
         static_cast<unsigned long long>(total.mismatch),
         static_cast<unsigned long long>(total.unexpected),
-        static_cast<unsigned long long>(total.stalled), client_cpu, other_cpu, options.server_pid,
+        static_cast<unsigned long long>(total.stalled), client_cpu, other_cpu, softirq_cpu,
+        options.server_pid,
         server_cpu,
         per_server_cpu, static_cast<long long>(server_rss_before),
         static_cast<long long>(server_rss_end), static_cast<long long>(server_hwm_end),

@@ -27,7 +27,8 @@ start_server() {
   SERVER_PID=$!
   exec 3<"$fifo"
   local line
-  read -r -t 10 -u 3 line || fail "server printed no address within 10 s: $(cat "$WORK_DIR/server$SERVER_COUNT.err")"
+  read -r -t 10 -u 3 line ||
+    fail "server printed no address within 10 s: $(cat "$WORK_DIR/server$SERVER_COUNT.err")"
   case "$line" in
     "listening on "*) SERVER_ADDR=${line#listening on } ;;
     *) fail "unexpected first line from the server: $line" ;;

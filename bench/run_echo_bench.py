@@ -230,7 +230,8 @@ def run_one(server, config, args, echo_load, log_dir, run_id):
                 setup_seconds=data["setup_seconds"],
                 ready=data["ready"],
                 client_cpu_s=data["client_cpu_seconds"],
-                other_cpu_s=data["other_cpu_seconds"],
+                other_cpu_s=data.get("other_cpu_seconds"),
+                softirq_cpu_s=data.get("softirq_cpu_seconds"),
                 server_cpu_s=data["server"]["cpu_seconds"],
                 per_server_cpu_s=data["server"]["requests_per_cpu_second"],
                 bytes_per_conn=data["server"]["bytes_per_connection"],
@@ -258,7 +259,7 @@ def median(values):
 
 
 METRICS = ["rate", "p50_us", "p99_us", "p999_us", "server_cpu_s", "per_server_cpu_s",
-           "client_cpu_s", "other_cpu_s", "bytes_per_conn", "seconds"]
+           "client_cpu_s", "other_cpu_s", "softirq_cpu_s", "bytes_per_conn", "seconds"]
 
 
 def summarize(results, servers, cfgs):
@@ -528,7 +529,10 @@ def main():
           "", "Ratios in parentheses are to the baseline server in the same configuration. "
           "req/s is round trips per second (churn: connections opened, echoed and closed per "
           "second); server CPU and client CPU are the fraction of the measured window each "
-          "process was on a CPU; RSS/conn is (peak RSS at the end of the window, or RSS while "
+          "process was on a CPU (user + system; the kernel's softirq time, mostly loopback TCP "
+          "processing, is charged to no process and is in the CSV/JSON as softirq_cpu_s), and "
+          "other CPU what all other processes on the machine used in that window (noise); "
+          "RSS/conn is (peak RSS at the end of the window, or RSS while "
           "idle, minus RSS before the first connection) / connections.", "", table, ""]
     if notes:
         md += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
@@ -543,7 +547,7 @@ def main():
         json.dump(dict(meta=meta, medians=summary, runs=results), f, indent=1)
     fields = ["repetition", "config", "server", "mode", "connections", "size", "ok", "rate",
               "p50_us", "p99_us", "p999_us", "server_cpu_s", "per_server_cpu_s", "client_cpu_s",
-              "other_cpu_s",
+              "other_cpu_s", "softirq_cpu_s",
               "bytes_per_conn", "rss_before_kib", "hwm_end_kib", "rss_end_kib", "seconds",
               "setup_seconds", "ready", "errors", "mismatch", "exit", "server_exit", "failure"]
     with open(base + ".csv", "w", newline="") as f:
