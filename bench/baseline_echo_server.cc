@@ -20,7 +20,8 @@
 // Debug flags for the harness's own tests (never in a benchmark):
 //   --corrupt_every=N   alter every Nth chunk echoed (N > 0), per --corrupt_mode:
 //       flip        invert one byte of the chunk;
-//       duplicate   echo the chunk twice (the client then sees stale bytes in its next message).
+//       duplicate   echo the chunk twice (the client then sees stale bytes in its next message);
+//       drop        do not echo the chunk at all (the client waits forever: a stall).
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -43,7 +44,8 @@
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:9090", "HOST:PORT to listen on (port 0: any free port)");
 ABSL_FLAG(int, corrupt_every, 0, "debug: alter every Nth echoed chunk (0 = never)");
-ABSL_FLAG(std::string, corrupt_mode, "flip", "debug: flip | duplicate (see --corrupt_every)");
+ABSL_FLAG(std::string, corrupt_mode, "flip",
+          "debug: flip | duplicate | drop (see --corrupt_every)");
 
 namespace netpoll_bench {
 namespace {
@@ -63,7 +65,7 @@ struct Connection {
   std::vector<char> pending;  // echo bytes the kernel has not accepted yet
 };
 
-enum class CorruptMode { kFlip, kDuplicate };
+enum class CorruptMode { kFlip, kDuplicate, kDrop };
 
 class EchoServer {
  public:
@@ -211,6 +213,7 @@ class EchoServer {
         size_t length = static_cast<size_t>(r);
         if (corrupt_every_ > 0 && ++chunks_ % static_cast<uint64_t>(corrupt_every_) == 0) {
           length = Corrupt(buffer, length);
+          if (length == 0) continue;  // dropped
         }
         ssize_t w = write(fd, buffer, length);
         if (w == static_cast<ssize_t>(length)) {
@@ -262,6 +265,7 @@ class EchoServer {
   }
 
   size_t Corrupt(char* buffer, size_t length) {
+    if (corrupt_mode_ == CorruptMode::kDrop) return 0;
     if (corrupt_mode_ == CorruptMode::kDuplicate) {
       std::memcpy(buffer + length, buffer, length);  // buffer_ holds 2 * kReadSize
       return 2 * length;
@@ -302,14 +306,20 @@ int Main(int argc, char** argv) {
     return 2;
   }
   const std::string mode = absl::GetFlag(FLAGS_corrupt_mode);
-  if (mode != "flip" && mode != "duplicate") {
-    std::fprintf(stderr, "baseline_echo_server: --corrupt_mode must be flip or duplicate\n");
+  CorruptMode corrupt_mode;
+  if (mode == "flip") {
+    corrupt_mode = CorruptMode::kFlip;
+  } else if (mode == "duplicate") {
+    corrupt_mode = CorruptMode::kDuplicate;
+  } else if (mode == "drop") {
+    corrupt_mode = CorruptMode::kDrop;
+  } else {
+    std::fprintf(stderr, "baseline_echo_server: --corrupt_mode must be flip, duplicate or drop\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   RaiseFdLimit(1 << 20);
-  EchoServer server(absl::GetFlag(FLAGS_corrupt_every),
-                    mode == "flip" ? CorruptMode::kFlip : CorruptMode::kDuplicate);
+  EchoServer server(absl::GetFlag(FLAGS_corrupt_every), corrupt_mode);
   if (!server.Listen(addr)) return 1;
   const bool ok = server.Run();
   server.Shutdown();

@@ -83,8 +83,9 @@ ABSL_FLAG(int, threads, 1, "load threads, each with its own epoll set and share 
 ABSL_FLAG(int, connect_concurrency, 512, "setup: connections being opened at once (all threads)");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
           "setup (opening, and pinging in idle mode, all connections) must finish within this");
-ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(2),
-          "pingpong: a message still unanswered this long at the end of the window is an error");
+ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(1),
+          "a message (churn: connection) still unanswered at the end of the window after this "
+          "long and after 100 times the median latency is an error (a lost wake-up)");
 ABSL_FLAG(std::string, source_ips, "auto",
           "local source addresses: auto (spread over 127.0.0.x only when the ephemeral port range "
           "is too small), none, N (127.0.0.1..127.0.0.N), or a comma-separated list");
@@ -163,7 +164,7 @@ struct Counters {
   uint64_t eof = 0;             // the server closed a connection it should have kept
   uint64_t mismatch = 0;        // echoed bytes differ from what was sent
   uint64_t unexpected = 0;      // idle: data arrived that nobody sent
-  uint64_t stalled = 0;         // pingpong: no echo for --stall_timeout at the end
+  uint64_t stalled = 0;         // no echo (or connection) long after it was due, at the end
   LatencyHistogram latency;
 
   void Merge(const Counters& o) {
@@ -266,22 +267,7 @@ class Worker {
         for (uint32_t slot : retry) Open(slot);
       }
     }
-    if (options_.mode == Mode::kPingPong) {
-      const int64_t now = MonotonicNanos();
-      for (Conn& c : conns_) {
-        if (c.state == State::kBusy && now - c.start > options_.stall_timeout_ns) {
-          ++counters_.stalled;
-          if (counters_.stalled <= 3) {
-            std::fprintf(stderr,
-                         "echo_load: connection %d stalled: message %llu has had %u of %zu echo "
-                         "bytes in %.3f s\n",
-                         first_connection_ + static_cast<int>(&c - conns_.data()),
-                         static_cast<unsigned long long>(c.sequence), c.received, options_.size,
-                         (now - c.start) / 1e9);
-          }
-        }
-      }
-    }
+    CountStalls();
   }
 
   // Closes every connection with a RST (SO_LINGER 0), so that repeated runs do not leave
@@ -317,6 +303,30 @@ class Worker {
     uint64_t rng = 0;
     int64_t start = 0;  // when the current message (churn: connection) started
   };
+
+  // A message (churn: a connection) still outstanding at the end of the window after both
+  // --stall_timeout and 100 times the median latency is stalled: with a closed loop the typical
+  // latency is connections / throughput, so a fixed bound alone would misfire at 10,000
+  // connections on a slow server, while a lost wake-up leaves a connection waiting forever.
+  void CountStalls() {
+    if (options_.mode == Mode::kIdle) return;
+    const int64_t threshold = std::max<int64_t>(
+        options_.stall_timeout_ns, 100 * static_cast<int64_t>(counters_.latency.Percentile(0.5)));
+    const int64_t now = MonotonicNanos();
+    for (Conn& c : conns_) {
+      if (c.state != State::kBusy && c.state != State::kConnecting) continue;
+      if (now - c.start <= threshold) continue;
+      ++counters_.stalled;
+      if (counters_.stalled <= 3) {
+        std::fprintf(stderr,
+                     "echo_load: connection %d stalled%s: message %llu has had %u of %zu echo "
+                     "bytes in %.3f s\n",
+                     ConnectionId(c), c.state == State::kConnecting ? " connecting" : "",
+                     static_cast<unsigned long long>(c.sequence), c.received, options_.size,
+                     (now - c.start) / 1e9);
+      }
+    }
+  }
 
   int ConnectionId(const Conn& c) const {
     return first_connection_ + static_cast<int>(&c - conns_.data());
