@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The echo checker must be able to fail: against a server that corrupts its echoes (the baseline
 # server's --corrupt_every debug flag), echo_load reports the mismatch and exits non-zero, in every
-# mode; and a server that swallows a message shows up as a stalled connection. A checker that cannot fail would make every benchmark figure meaningless.
+# mode; and a server that swallows a message shows up as a stalled connection. A checker that
+# cannot fail would make every benchmark figure meaningless.
 set -u
 source "$(dirname "$0")/echo_test_lib.sh" "$@"
 
