@@ -158,6 +158,10 @@ const IPStackCapabilities& ProbeIPStack();
 // Resolves `address` on `network` for `purpose`, as described in the file comment. Unix networks
 // take `address` as the path (platform::SocketAddress::FromUnixPath, "@name" for a Linux abstract
 // socket). The result is never empty on success.
+//
+// For the socket built on the result: the "::" that tcp and udp listen on serves IPv4 too only if
+// the socket clears IPV6_V6ONLY (the system default varies), and tcp6/udp6 sockets should set it,
+// as Go does; the family of each address says which socket family to create.
 // Errors: see the file comment. Beyond SplitHostPort's and ParsePort's:
 //   missing address                       an empty address for kDial on an IP network
 //   invalid IP address "..."[: reason]    a host with a colon that is not an IPv6 literal
