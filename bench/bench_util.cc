@@ -130,7 +130,7 @@ MachineCpu MachineCpuSeconds() {
   }
   const long ticks = sysconf(_SC_CLK_TCK);
   const double hz = static_cast<double>(ticks > 0 ? ticks : 100);
-  result.task = static_cast<double>(user + nice + system) / hz;
+  result.busy = static_cast<double>(user + nice + system + irq + softirq) / hz;
   result.softirq = static_cast<double>(irq + softirq) / hz;
   return result;
 }

@@ -41,9 +41,11 @@ double ProcessCpuSeconds(int pid);
 
 // CPU time of the whole machine, summed over all CPUs, from the first line of /proc/stat.
 struct MachineCpu {
-  double task = -1;     // user + nice + system: time charged to processes
-  double softirq = -1;  // softirq + irq: with IRQ time accounting (as here) charged to no process;
-                        // on loopback this is mostly TCP packet processing of the benchmark itself
+  // user + nice + system + irq + softirq: all busy time. A process's own utime + stime includes the
+  // softirq work that ran in its context (on loopback, most TCP packet processing), which
+  // /proc/stat files under softirq, so process times must be compared with this sum.
+  double busy = -1;
+  double softirq = -1;  // irq + softirq alone
 };
 MachineCpu MachineCpuSeconds();
 

@@ -869,11 +869,12 @@ int Main(int argc, char** argv) {
   // CPU time every other process on the machine took during the window: a noise indicator (other
   // builds or tests running beside the benchmark on a 2-core machine distort every figure).
   // Clamped at 0: all three figures are counted in clock ticks, so the difference may dip below.
-  // Interrupt and softirq time is reported apart: with IRQ time accounting it is charged to no
-  // process, and on loopback it is mostly the benchmark's own TCP packet processing.
-  const bool machine_known = machine_cpu_begin.task >= 0 && machine_cpu_end.task >= 0;
+  // Softirq time (mostly loopback TCP processing) is part of the busy time and of the process
+  // times alike, since it runs in the context of whichever process sends; it is also reported
+  // apart, for information.
+  const bool machine_known = machine_cpu_begin.busy >= 0 && machine_cpu_end.busy >= 0;
   const double other_cpu =
-      machine_known ? std::max(0.0, machine_cpu_end.task - machine_cpu_begin.task - client_cpu -
+      machine_known ? std::max(0.0, machine_cpu_end.busy - machine_cpu_begin.busy - client_cpu -
                                         std::max(server_cpu, 0.0))
                     : -1;
   const double softirq_cpu =

@@ -557,8 +557,9 @@ def main():
           "", "Ratios in parentheses are to the baseline server in the same configuration. "
           "req/s is round trips per second (churn: connections opened, echoed and closed per "
           "second); server CPU and client CPU are the fraction of the measured window each "
-          "process was on a CPU (user + system; the kernel's softirq time, mostly loopback TCP "
-          "processing, is charged to no process and is in the CSV/JSON as softirq_cpu_s), and "
+          "process was on a CPU (user + system, which includes the kernel's loopback TCP "
+          "processing done in its context: the CSV/JSON give that softirq time as softirq_cpu_s), "
+          "and "
           "other CPU what all other processes on the machine used in that window (noise); "
           "RSS/conn is (peak RSS at the end of the window, or RSS while "
           "idle, minus RSS before the first connection) / connections.", "", table, ""]
