@@ -22,6 +22,10 @@ Method:
   measured window, giving requests per server CPU-second, and its memory (/proc/PID/status): RSS
   before the first connection, and peak RSS (VmHWM) at the end of the window, or RSS while the idle
   connections are held; (peak - before) / connections is the memory per connection.
+- Shared machines: echo_load also reports how much CPU every other process used during the
+  window. A full run waits (up to --wait-quiet s) for the machine to be quiet before each
+  measurement, reruns a measurement that other processes disturbed anyway (--retry-noisy), and
+  flags the ones still disturbed in the report.
 - Descriptors: the script raises RLIMIT_NOFILE as far as the system lets it (servers and the load
   generator inherit it). Churn closes connections with SO_LINGER 0 (a RST), which leaves no
   TIME_WAIT behind, so the ephemeral port range never runs out; idle connections beyond ~90 % of
@@ -59,6 +63,8 @@ IDLE_WANTED = 100_000
 # Other processes using more than this fraction of a CPU during a window make its figures suspect.
 NOISY_OTHER_CPU = 0.10
 RETRY_PAUSE_S = 5
+# wait_quiet: the machine counts as quiet when all CPUs together are at most this busy.
+QUIET_BUSY_FRACTION = 0.10
 
 
 class Server:
@@ -254,6 +260,34 @@ def run_one(server, config, args, echo_load, log_dir, run_id):
     return result
 
 
+def machine_busy_ticks():
+    """(busy, total) clock ticks of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:8]]
+    user, nice, system, idle, iowait, irq, softirq = fields
+    busy = user + nice + system + irq + softirq
+    return busy, busy + idle + iowait
+
+
+def wait_quiet(limit_s, at_least=0.0):
+    """Waits (at least `at_least` s, at most `limit_s` s) until the machine has been at least
+    90 % idle for 2 s, so that a measurement does not start in the middle of someone's build."""
+    deadline = time.monotonic() + limit_s
+    if at_least:
+        time.sleep(at_least)
+    waited = False
+    while time.monotonic() < deadline:
+        b0, t0 = machine_busy_ticks()
+        time.sleep(2)
+        b1, t1 = machine_busy_ticks()
+        if t1 > t0 and (b1 - b0) / (t1 - t0) <= QUIET_BUSY_FRACTION:
+            return
+        if not waited:
+            log(f"waiting up to {limit_s:.0f} s for the machine to be quiet "
+                f"({100 * (b1 - b0) / max(1, t1 - t0):.0f}% busy)")
+            waited = True
+
+
 def noise(result):
     """Fraction of a CPU other processes used during the window (0 if unknown)."""
     if result.get("other_cpu_s") is None or not result.get("seconds"):
@@ -437,6 +471,9 @@ def main():
                    help="rerun a measurement up to N times (after a pause) when other processes "
                    "used more than 10%% of a CPU during it, keeping the quietest "
                    "(default 2; --quick: 0)")
+    p.add_argument("--wait-quiet", type=float, metavar="SECONDS",
+                   help="before each measurement wait up to SECONDS for the machine to be at "
+                   "least 90%% idle for 2 s (default 120; --quick: 0)")
     p.add_argument("--output-base", help="Bazel --output_base to build in")
     p.add_argument("--no-build", action="store_true", help="use the binaries already built")
     p.add_argument("--results-dir", default=os.path.join(REPO, "bench", "results"))
@@ -447,6 +484,8 @@ def main():
     args.idle_hold = args.idle_hold or (0.5 if args.quick else 2.0)
     if args.retry_noisy is None:
         args.retry_noisy = 0 if args.quick else 2
+    if args.wait_quiet is None:
+        args.wait_quiet = 0.0 if args.quick else 120.0
 
     notes = []
     if args.pin and not shutil.which("taskset"):
@@ -505,18 +544,20 @@ def main():
         for cfg in cfgs:
             for server in order:
                 run_id = f"r{rep + 1}-{cfg['key']}-{server.name}"
+                wait_quiet(args.wait_quiet)
                 r = run_one(server, cfg, args, echo_load, log_dir, run_id)
+                last = r
                 for attempt in range(args.retry_noisy):
-                    if not is_noisy(r):
+                    if not is_noisy(last):
                         break
                     log(f"[{time.monotonic() - started:6.0f}s] {run_id}: other processes used "
-                        f"{r['other_cpu_s']:.2f} CPU-s of the {r['seconds']:.1f} s window; "
-                        f"retrying in {RETRY_PAUSE_S} s")
-                    time.sleep(RETRY_PAUSE_S)
-                    again = run_one(server, cfg, args, echo_load, log_dir,
-                                    f"{run_id}-retry{attempt + 1}")
-                    if not again["ok"] or noise(again) < noise(r):
-                        r = again  # a failure always counts; else keep the quieter attempt
+                        f"{last['other_cpu_s']:.2f} CPU-s of the {last['seconds']:.1f} s window; "
+                        "retrying")
+                    wait_quiet(max(args.wait_quiet, RETRY_PAUSE_S), at_least=RETRY_PAUSE_S)
+                    last = run_one(server, cfg, args, echo_load, log_dir,
+                                   f"{run_id}-retry{attempt + 1}")
+                    if not last["ok"] or noise(last) < noise(r):
+                        r = last  # a failure always counts; else keep the quieter attempt
                 r["repetition"] = rep + 1
                 results.append(r)
                 if r["ok"]:
