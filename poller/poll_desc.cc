@@ -56,6 +56,8 @@ PollError PollDesc::CheckError(Mode mode) const {
 }
 
 void PollDesc::PublishInfoLocked() {
+  read_deadline_for_dumps_.store(rd_, std::memory_order_relaxed);
+  write_deadline_for_dumps_.store(wd_, std::memory_order_relaxed);
   uint64_t info = static_cast<uint64_t>(generation_.load(std::memory_order_relaxed)) << 32;
   if (closing_) info |= kInfoClosing;
   if (rd_ < 0) info |= kInfoReadExpired;
@@ -142,7 +144,8 @@ bool PollDesc::Block(Mode mode, bool wait_io) {
     WaitReason reason;
     reason.what = mode == kRead ? "IO wait read" : "IO wait write";
     reason.fd = fd_;
-    reason.deadline = 0;  // Filled in by debugging dumps from the summary word when needed.
+    reason.deadline = (mode == kRead ? read_deadline_for_dumps_ : write_deadline_for_dumps_)
+                          .load(std::memory_order_relaxed);
     Park(&PollDesc::CommitPark, &sema, reason);
   }
   NETPOLL_TEST_HOOK(HookPoint::kBlockAfterWake, this);

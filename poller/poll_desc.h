@@ -178,6 +178,10 @@ class alignas(64) PollDesc {
   // freed; never 0 for a slot in use.
   std::atomic<uint32_t> generation_{1};
   uint32_t index_ = 0;  // Slot index in the slab; constant.
+  // Copies of rd_/wd_ for debugging dumps (WaitReason::deadline), written under lock_ and read
+  // without it. relaxed: informational only; nothing is decided on them.
+  std::atomic<int64_t> read_deadline_for_dumps_{0};
+  std::atomic<int64_t> write_deadline_for_dumps_{0};
 
   // Everything below is guarded by lock_ (fd_ is also constant while the descriptor is open).
   platform::FutexMutex lock_;

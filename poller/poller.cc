@@ -85,8 +85,9 @@ Poller::Poller() {
     std::string message = "poller backend failed to initialise: " + std::string(status.message());
     NETPOLL_FATAL(message.c_str());
   }
+  snapshots_.push_back(std::make_unique<const std::vector<TimerHeap*>>());
   // release: readers (EarliestTimer) acquire the snapshot.
-  heaps_.store(new std::vector<TimerHeap*>(), std::memory_order_release);
+  heaps_.store(snapshots_.back().get(), std::memory_order_release);
 }
 
 absl::StatusOr<PollDesc*> Poller::Open(platform::SocketHandle fd) {
@@ -142,21 +143,23 @@ absl::Status Poller::Close(PollDesc* pd) {
 
 void Poller::RegisterTimerHeap(TimerHeap* heap) {
   std::lock_guard<std::mutex> lock(heaps_mutex_);
-  // acquire: see the constructor; replaced snapshots are leaked on purpose (a concurrent reader).
+  // acquire: see the constructor; replaced snapshots stay alive in snapshots_ (a concurrent reader).
   const std::vector<TimerHeap*>* current = heaps_.load(std::memory_order_acquire);
-  auto* next = new std::vector<TimerHeap*>(*current);
+  auto next = std::make_unique<std::vector<TimerHeap*>>(*current);
   next->push_back(heap);
-  heaps_.store(next, std::memory_order_release);
+  heaps_.store(next.get(), std::memory_order_release);
+  snapshots_.push_back(std::move(next));
 }
 
 void Poller::UnregisterTimerHeap(TimerHeap* heap) {
   std::lock_guard<std::mutex> lock(heaps_mutex_);
   const std::vector<TimerHeap*>* current = heaps_.load(std::memory_order_acquire);
-  auto* next = new std::vector<TimerHeap*>();
+  auto next = std::make_unique<std::vector<TimerHeap*>>();
   for (TimerHeap* h : *current) {
     if (h != heap) next->push_back(h);
   }
-  heaps_.store(next, std::memory_order_release);
+  heaps_.store(next.get(), std::memory_order_release);
+  snapshots_.push_back(std::move(next));
 }
 
 int64_t Poller::EarliestTimer() const {
@@ -256,15 +259,11 @@ void Poller::NotifyTimerArmed(int64_t when) {
     return;
   }
   // acquire: pairs with SetNoPollerHook's release.
-  void (*hook)() = no_poller_hook_.load(std::memory_order_acquire);
-  if (hook != nullptr) {
-    hook();
-  } else {
-    EnsurePolling();
-  }
+  bool (*hook)() = no_poller_hook_.load(std::memory_order_acquire);
+  if (hook == nullptr || !hook()) EnsurePolling();
 }
 
-void Poller::SetNoPollerHook(void (*hook)()) { no_poller_hook_.store(hook, std::memory_order_release); }
+void Poller::SetNoPollerHook(bool (*hook)()) { no_poller_hook_.store(hook, std::memory_order_release); }
 
 void Poller::EnsurePolling() {
   std::call_once(background_started_, [this] {

@@ -22,6 +22,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <vector>
 
@@ -121,8 +122,9 @@ class Poller {
   int64_t EarliestTimer() const;
 
   // For the fiber runtime: called (from any thread) when a timer is armed while no thread blocks
-  // in the backend, so that the runtime can make sure a worker will poll. Set once, at start-up.
-  void SetNoPollerHook(void (*hook)());
+  // in the backend, so that the runtime can make sure a worker will poll. It returns false when no
+  // runtime can take the job, and the background poll thread is started instead.
+  void SetNoPollerHook(bool (*hook)());
 
   // The number of waiters parked on I/O right now (Go's netpollWaiters).
   int64_t waiters() const { return waiters_.load(std::memory_order_seq_cst); }
@@ -157,13 +159,15 @@ class Poller {
   // poller may still be reading one; registration happens a handful of times per runtime start).
   std::mutex heaps_mutex_;
   std::atomic<const std::vector<TimerHeap*>*> heaps_{nullptr};
+  // Every snapshot ever published, kept (reachable) because a poller may still be reading one.
+  std::vector<std::unique_ptr<const std::vector<TimerHeap*>>> snapshots_;  // Guarded by heaps_mutex_.
 
   // The poll-owner token (1 while a thread blocks in the backend) and that thread's planned wake
   // time (kNever = no timer; 0 = not published yet). See Poll() for the ordering argument.
   std::atomic<uint32_t> poll_owner_{0};
   std::atomic<int64_t> poll_until_{0};
   std::atomic<int64_t> waiters_{0};
-  std::atomic<void (*)()> no_poller_hook_{nullptr};
+  std::atomic<bool (*)()> no_poller_hook_{nullptr};
   std::once_flag background_started_;
 
   std::atomic<uint64_t> polls_{0}, blocking_polls_{0}, events_{0}, stale_events_{0},

@@ -29,7 +29,10 @@ constexpr int64_t kMs = 1'000'000;
 constexpr int64_t kTenSeconds = 10'000 * kMs;
 
 std::atomic<int> no_poller_calls{0};
-void CountNoPoller() { no_poller_calls.fetch_add(1); }
+bool CountNoPoller() {
+  no_poller_calls.fetch_add(1);
+  return true;
+}
 
 class PollerTest : public ::testing::Test {
  protected:

@@ -37,7 +37,7 @@ void Record(void* arg, uintptr_t seq, ReadyList*) {
 }
 void* Id(int id) { return reinterpret_cast<void*>(static_cast<intptr_t>(id)); }
 
-void NoPollerNeeded() {}
+bool NoPollerNeeded() { return true; }
 
 class TimerHeapTest : public ::testing::Test {
  protected:
