@@ -1,0 +1,74 @@
+// Private to platform:context: the seam between the portable part of the context switch
+// (context.cc: checks, sanitizer bookkeeping) and the per-architecture assembly
+// (context_x86_64.cc, context_aarch64.cc). Each architecture file compiles to nothing on the
+// other architecture, so the BUILD file needs no select().
+#ifndef NETPOLL_PLATFORM_CONTEXT_ARCH_H_
+#define NETPOLL_PLATFORM_CONTEXT_ARCH_H_
+
+#include "platform/context.h"
+#include "platform/os.h"
+
+// Symbol spelling and visibility for the hand-written functions. Hidden: they are called with
+// direct (non-PLT) branches, which must not be preempted when the library is a shared object.
+#if defined(NETPOLL_OS_MACOS)
+#define NETPOLL_ASM_SYMBOL(name) "_" #name
+#define NETPOLL_ASM_FUNCTION_BEGIN(name) \
+  ".text\n.globl _" #name "\n.private_extern _" #name "\n.p2align 4\n_" #name ":\n"
+#define NETPOLL_ASM_FUNCTION_END(name) ""
+#else
+#define NETPOLL_ASM_SYMBOL(name) #name
+#define NETPOLL_ASM_FUNCTION_BEGIN(name)                                                  \
+  ".pushsection .text\n.globl " #name "\n.hidden " #name "\n.type " #name ", %function\n" \
+  ".p2align 4\n" #name ":\n"
+#define NETPOLL_ASM_FUNCTION_END(name) ".size " #name ", .-" #name "\n.popsection\n"
+#endif
+
+#define NETPOLL_HIDDEN __attribute__((visibility("hidden")))
+
+namespace netpoll::platform::context_arch {
+
+// What a resumed context learns from the switch that resumed it. Two pointer-sized members, so
+// it comes back in two registers (rax:rdx, x0:x1) and nobody reads the suspended side's stack.
+struct SwitchResult {
+  MachineContext* from;  // the context that was running until the switch
+  void* transfer;        // the value it passed
+};
+
+extern "C" {
+
+// Pushes the callee-saved registers and FP control state on the running stack, stores the stack
+// pointer in *save_stack_pointer, switches to load_stack_pointer, pops that context's registers
+// and returns into it with {from, transfer} as that side's return value.
+NETPOLL_HIDDEN SwitchResult netpoll_platform_switch_stacks(void** save_stack_pointer,
+                                                           void* load_stack_pointer,
+                                                           MachineContext* from, void* transfer);
+
+// The second half of netpoll_platform_switch_stacks alone: switches to load_stack_pointer without
+// saving anything, for a context that ends. Saving into a local would be wrong under ASan, whose
+// fake stack (where such a local may live) is freed by the switch announcement of an ending
+// context.
+[[noreturn]] NETPOLL_HIDDEN void netpoll_platform_exit_to_stack(void* load_stack_pointer,
+                                                                MachineContext* from,
+                                                                void* transfer);
+
+// Where a new context's first switch "returns" to; calls netpoll_platform_context_start with the
+// switch's {from, transfer} and the entry, argument and context that the initial frame left in
+// callee-saved registers.
+NETPOLL_HIDDEN void netpoll_platform_context_trampoline();
+
+// Defined in context.cc: finishes the first switch into a new context (`self`), runs its entry
+// and stops the process if the entry returns.
+[[noreturn]] NETPOLL_HIDDEN void netpoll_platform_context_start(MachineContext* from,
+                                                                 void* transfer, ContextEntry entry,
+                                                                 void* arg, MachineContext* self);
+
+}  // extern "C"
+
+// Writes the initial frame of `self` below `stack_top` (16-byte aligned) so that the first
+// netpoll_platform_switch_stacks into it lands in the trampoline with `entry`, `arg` and `self` at
+// hand and the FP control state of the calling thread; returns the stack pointer to switch to.
+void* PrepareInitialFrame(void* stack_top, ContextEntry entry, void* arg, MachineContext* self);
+
+}  // namespace netpoll::platform::context_arch
+
+#endif  // NETPOLL_PLATFORM_CONTEXT_ARCH_H_
