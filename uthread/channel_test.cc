@@ -495,8 +495,10 @@ TEST_P(ChannelTest, ValuesSurviveCollidingDeadlines) {
     for (int p = 0; p < kProducers; ++p) {
       spawner().Spawn([&, p] {
         absl::Time give_up = absl::Now() + kBound;
-        for (int i = 0; i < kPerProducer && absl::Now() < give_up;) {
-          absl::Status s = ch.SendFor(p * kPerProducer + i, absl::Microseconds((i % 4) * 40));
+        // The timeout varies per attempt (not per value), so a zero timeout that fails is
+        // followed by one that parks: a fiber retrying with zero timeouts would never yield.
+        for (int i = 0, attempt = 0; i < kPerProducer && absl::Now() < give_up; ++attempt) {
+          absl::Status s = ch.SendFor(p * kPerProducer + i, absl::Microseconds((attempt % 4) * 40));
           if (s.ok()) {
             ++i;
           } else if (!absl::IsDeadlineExceeded(s)) {
