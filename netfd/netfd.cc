@@ -15,6 +15,13 @@ using platform::ErrorKind;
 using poller::Mode;
 using poller::PollError;
 
+int64_t MonotonicDeadline(absl::Time t) {
+  if (t == absl::InfiniteFuture()) return 0;
+  if (t == absl::InfinitePast()) return -1;
+  int64_t ns = absl::ToInt64Nanoseconds(t - absl::Now());  // Saturates instead of overflowing.
+  return poller::DeadlineAfter(ns, platform::MonotonicNanos());
+}
+
 Syscalls& syscalls() {
   static Syscalls table;
   return table;
@@ -55,15 +62,6 @@ class RefGuard {
   void (NetFD::*decref_)();
 };
 
-int64_t MonotonicDeadline(absl::Time t) {
-  if (t == absl::InfiniteFuture()) return 0;
-  if (t == absl::InfinitePast()) return -1;
-  // Deadlines become durations now, on the monotonic clock: a wall-clock step later cannot move
-  // them (as in Go).
-  int64_t ns = absl::ToInt64Nanoseconds(t - absl::Now());  // Saturates instead of overflowing.
-  return poller::DeadlineAfter(ns, platform::MonotonicNanos());
-}
-
 // Go's aLongTimeAgo: a deadline far in the past, used to cancel a pending connect.
 constexpr int64_t kLongTimeAgo = -1'000'000'000;
 
@@ -76,7 +74,7 @@ absl::StatusOr<std::unique_ptr<NetFD>> NetFD::New(platform::SocketHandle handle,
                                                   std::string net, bool register_now) {
   std::unique_ptr<NetFD> fd(new NetFD(handle, type, std::move(net)));
   if (register_now) {
-    if (absl::Status status = fd->Register(); !status.ok()) {
+    if (absl::Status status = fd->Init(); !status.ok()) {
       fd->Close().IgnoreError();  // Closes the handle (blocking mode: nothing to wait for).
       return status;
     }
@@ -90,7 +88,7 @@ NetFD::~NetFD() {
                 "NetFD destroyed while a call on it is still running in blocking mode");
 }
 
-absl::Status NetFD::Register() {
+absl::Status NetFD::Init() {
   absl::StatusOr<poller::PollDesc*> pd = poller::Poller::Get().Open(handle_);
   if (!pd.ok()) {
     // Not pollable: behave like a blocking descriptor (Go sets isBlocking when init fails).
@@ -416,7 +414,7 @@ absl::Status NetFD::Connect(const platform::SocketAddress& remote, int64_t deadl
     return platform::ErrorToStatus(error, "connect");
   }
   // Registering after connect(2) loses nothing: EPOLL_CTL_ADD reports readiness that already exists.
-  if (absl::Status status = Register(); !status.ok()) return status;
+  if (absl::Status status = Init(); !status.ok()) return status;
   if (!in_progress) return absl::OkStatus();
 
   if (deadline != 0) pd_->SetDeadline(deadline, Mode::kWrite);

@@ -59,6 +59,11 @@ namespace netfd {
 // The largest single read or write on a stream (1 GiB): some kernels reject 2 GiB and more.
 inline constexpr size_t kMaxReadWrite = size_t{1} << 30;
 
+// An API deadline as a poller deadline: absl::InfiniteFuture() is 0 (none), absl::InfinitePast()
+// and every time already past are expired (< 0), anything else absolute monotonic ns. Converted
+// once, now, so a later wall-clock step cannot move it (as in Go).
+int64_t MonotonicDeadline(absl::Time t);
+
 class NetFD {
  public:
   // Wraps `handle` (non-blocking, owned from now on). `net` ("tcp", "udp", "unix", ...) and the
@@ -99,6 +104,11 @@ class NetFD {
   // NetFD made with register_now == false, before any other use.
   absl::Status Connect(const platform::SocketAddress& remote, int64_t deadline, Canceller* cancel);
 
+  // Registers a NetFD made with register_now == false with the poller (Go's fd.init): a listening
+  // socket after listen(2). Connect does it itself. Errors: the poller's; the NetFD then behaves
+  // as a blocking descriptor until closed.
+  absl::Status Init();
+
   // Closes: see the file comment. A second Close returns the closed error at once.
   absl::Status Close();
   // shutdown(SHUT_RD / SHUT_WR).
@@ -133,7 +143,6 @@ class NetFD {
  private:
   NetFD(platform::SocketHandle handle, platform::SocketType type, std::string net);
 
-  absl::Status Register();
   // Runs when the last reference goes after Close: unregister, close(2), wake Close. Returns the
   // close error. Touches nothing of `this` after waking Close.
   absl::Status Destroy();

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 
 #include "absl/types/span.h"
@@ -104,6 +105,10 @@ SysResult<ErrorCode> TakePendingError(SocketHandle handle);
 SysResult<SocketType> GetSocketType(SocketHandle handle);
 SysResult<SocketAddress> GetLocalAddress(SocketHandle handle);  // getsockname
 SysResult<SocketAddress> GetPeerAddress(SocketHandle handle);   // getpeername
+
+// Removes the file a Unix-domain listener created at `path` (no-op for "@abstract" names).
+// Returns the unlink(2) error, ENOENT if it is already gone.
+ErrorCode RemoveUnixSocketFile(const std::string& path);
 
 // Whether `handle` names an open descriptor of this process (tests, leak checks).
 bool IsOpenDescriptor(SocketHandle handle);

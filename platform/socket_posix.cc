@@ -363,6 +363,11 @@ SysResult<SocketAddress> GetLocalAddress(SocketHandle handle) { return GetAddres
 
 SysResult<SocketAddress> GetPeerAddress(SocketHandle handle) { return GetAddress(handle, getpeername); }
 
+ErrorCode RemoveUnixSocketFile(const std::string& path) {
+  if (path.empty() || path[0] == '@') return 0;
+  return ResultOf(unlink(path.c_str()));
+}
+
 bool IsOpenDescriptor(SocketHandle handle) { return fcntl(handle, F_GETFD) >= 0; }
 
 }  // namespace netpoll::platform
