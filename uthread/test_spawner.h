@@ -10,7 +10,10 @@
 #ifndef NETPOLL_UTHREAD_TEST_SPAWNER_H_
 #define NETPOLL_UTHREAD_TEST_SPAWNER_H_
 
+#include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <memory>
 #include <ostream>
@@ -20,6 +23,7 @@
 #include <vector>
 
 #include "tests/util/sync.h"
+#include "uthread/runtime.h"
 
 namespace netpoll::testing {
 
@@ -65,6 +69,51 @@ class OsThreadSpawner final : public Spawner {
   std::vector<std::unique_ptr<BoundedThread>> threads_;
 };
 
+// One fiber per user thread, on a runtime of two workers (so fibers really run in parallel and
+// migrate). JoinAll must be called from a plain thread (the test's own).
+class FiberSpawner final : public Spawner {
+ public:
+  FiberSpawner() {
+    absl::StatusOr<std::unique_ptr<Runtime>> runtime = Runtime::Start({.workers = 2});
+    if (!runtime.ok()) {
+      std::fprintf(stderr, "FiberSpawner: %s\n", std::string(runtime.status().message()).c_str());
+      std::abort();
+    }
+    runtime_ = std::move(*runtime);
+  }
+  ~FiberSpawner() override {
+    JoinAll();
+    if (!runtime_->Shutdown(absl::Now() + absl::Seconds(30)).ok()) {
+      std::fprintf(stderr, "FiberSpawner: fibers still running at shutdown:\n%s", runtime_->DumpFibers().c_str());
+      std::abort();
+    }
+  }
+  void Spawn(std::function<void()> body) override {
+    // seq_cst: JoinAll's load must not see 0 while a spawned body is still to run.
+    running_.fetch_add(1, std::memory_order_seq_cst);
+    absl::Status status = runtime_->Go([this, body = std::move(body)] {
+      body();
+      running_.fetch_sub(1, std::memory_order_seq_cst);
+    });
+    if (!status.ok()) {
+      std::fprintf(stderr, "FiberSpawner: Go failed: %s\n", std::string(status.message()).c_str());
+      std::abort();
+    }
+  }
+  void JoinAll() override {
+    if (!WaitUntil([this] { return running_.load(std::memory_order_seq_cst) == 0; })) {
+      std::fprintf(stderr, "netpoll test: fibers did not finish within the bound (a hang):\n%s",
+                   runtime_->DumpFibers().c_str());
+      std::abort();
+    }
+  }
+  void Yield() override { netpoll::Yield(); }
+
+ private:
+  std::unique_ptr<Runtime> runtime_;
+  std::atomic<int> running_{0};
+};
+
 struct SpawnerKind {
   std::string name;  // a valid gtest parameter name
   std::function<std::unique_ptr<Spawner>()> make;
@@ -77,6 +126,7 @@ inline void PrintTo(const SpawnerKind& kind, std::ostream* os) { *os << kind.nam
 inline std::vector<SpawnerKind> AllSpawners() {
   return {
       {"OsThreads", [] { return std::unique_ptr<Spawner>(new OsThreadSpawner()); }},
+      {"Fibers", [] { return std::unique_ptr<Spawner>(new FiberSpawner()); }},
   };
 }
 
