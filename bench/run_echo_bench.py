@@ -299,6 +299,23 @@ def is_noisy(result):
     return result.get("ok") and result["mode"] != "idle" and noise(result) > NOISY_OTHER_CPU
 
 
+def measure(server, cfg, args, echo_load, log_dir, run_id, started):
+    """run_one after waiting for a quiet machine, rerun while other processes disturb it."""
+    wait_quiet(args.wait_quiet)
+    r = run_one(server, cfg, args, echo_load, log_dir, run_id)
+    last = r
+    for attempt in range(args.retry_noisy):
+        if not is_noisy(last):
+            break
+        log(f"[{time.monotonic() - started:6.0f}s] {run_id}: other processes used "
+            f"{last['other_cpu_s']:.2f} CPU-s of the {last['seconds']:.1f} s window; retrying")
+        wait_quiet(max(args.wait_quiet, RETRY_PAUSE_S), at_least=RETRY_PAUSE_S)
+        last = run_one(server, cfg, args, echo_load, log_dir, f"{run_id}-retry{attempt + 1}")
+        if not last["ok"] or noise(last) < noise(r):
+            r = last  # a failure always counts; else keep the quieter attempt
+    return r
+
+
 def median(values):
     values = [v for v in values if v is not None and v >= 0]
     return statistics.median(values) if values else None
@@ -539,33 +556,29 @@ def main():
 
     results = []
     started = time.monotonic()
-    for rep in range(args.repetitions):
-        order = servers if rep % 2 == 0 else list(reversed(servers))
-        for cfg in cfgs:
-            for server in order:
-                run_id = f"r{rep + 1}-{cfg['key']}-{server.name}"
-                wait_quiet(args.wait_quiet)
-                r = run_one(server, cfg, args, echo_load, log_dir, run_id)
-                last = r
-                for attempt in range(args.retry_noisy):
-                    if not is_noisy(last):
-                        break
-                    log(f"[{time.monotonic() - started:6.0f}s] {run_id}: other processes used "
-                        f"{last['other_cpu_s']:.2f} CPU-s of the {last['seconds']:.1f} s window; "
-                        "retrying")
-                    wait_quiet(max(args.wait_quiet, RETRY_PAUSE_S), at_least=RETRY_PAUSE_S)
-                    last = run_one(server, cfg, args, echo_load, log_dir,
-                                   f"{run_id}-retry{attempt + 1}")
-                    if not last["ok"] or noise(last) < noise(r):
-                        r = last  # a failure always counts; else keep the quieter attempt
-                r["repetition"] = rep + 1
-                results.append(r)
-                if r["ok"]:
-                    log(f"[{time.monotonic() - started:6.0f}s] {run_id}: " +
-                        (r["human"][0] if r.get("human") else ""))
-                else:
-                    log(f"[{time.monotonic() - started:6.0f}s] {run_id}: FAILED: "
-                        f"{r.get('failure')}")
+    interrupted = False
+    try:
+        for rep in range(args.repetitions):
+            order = servers if rep % 2 == 0 else list(reversed(servers))
+            for cfg in cfgs:
+                for server in order:
+                    run_id = f"r{rep + 1}-{cfg['key']}-{server.name}"
+                    r = measure(server, cfg, args, echo_load, log_dir, run_id, started)
+                    r["repetition"] = rep + 1
+                    results.append(r)
+                    if r["ok"]:
+                        log(f"[{time.monotonic() - started:6.0f}s] {run_id}: " +
+                            (r["human"][0] if r.get("human") else ""))
+                    else:
+                        log(f"[{time.monotonic() - started:6.0f}s] {run_id}: FAILED: "
+                            f"{r.get('failure')}")
+    except KeyboardInterrupt:
+        interrupted = True
+        notes.append(f"interrupted by the user after {len(results)} measurement(s); the "
+                     "figures below use only those.")
+        log("interrupted: writing the results measured so far")
+        if not results:
+            return 130
 
     summary = summarize(results, servers, cfgs)
     table = markdown_table(summary, cfgs)
@@ -634,7 +647,7 @@ def main():
                 "bytes ***")
         return 1
     shutil.rmtree(log_dir, ignore_errors=True)
-    return 0
+    return 130 if interrupted else 0
 
 
 if __name__ == "__main__":
