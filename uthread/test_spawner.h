@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <ostream>
 #include <string>
 #include <thread>
@@ -52,20 +53,31 @@ class Spawner {
   }
 };
 
-// One OS thread per user thread.
+// One OS thread per user thread. Spawn may be called from user threads too (a server spawning a
+// handler per connection); JoinAll also waits for threads spawned while it joins.
 class OsThreadSpawner final : public Spawner {
  public:
   ~OsThreadSpawner() override { JoinAll(); }
   void Spawn(std::function<void()> body) override {
-    threads_.push_back(std::make_unique<BoundedThread>(std::move(body)));
+    auto thread = std::make_unique<BoundedThread>(std::move(body));
+    std::lock_guard<std::mutex> lock(mutex_);
+    threads_.push_back(std::move(thread));
   }
   void JoinAll() override {
-    for (auto& t : threads_) t->Join();
-    threads_.clear();
+    for (;;) {
+      std::vector<std::unique_ptr<BoundedThread>> batch;
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        batch.swap(threads_);
+      }
+      if (batch.empty()) return;
+      for (auto& t : batch) t->Join();
+    }
   }
   void Yield() override { std::this_thread::yield(); }
 
  private:
+  std::mutex mutex_;
   std::vector<std::unique_ptr<BoundedThread>> threads_;
 };
 
