@@ -621,7 +621,7 @@ RuntimeStats Runtime::stats() const { return impl_->stats(); }
 
 std::string Runtime::DumpFibers() const { return impl_->DumpFibers(); }
 
-absl::Status Go(absl::AnyInvocable<void()> fn, std::source_location where) {
+absl::Status Spawn(absl::AnyInvocable<void()> fn, std::source_location where) {
   RuntimeImpl* runtime = nullptr;
   if (uthread_internal::Fiber* fiber = CurrentFiber()) {
     runtime = fiber->runtime();
@@ -632,6 +632,15 @@ absl::Status Go(absl::AnyInvocable<void()> fn, std::source_location where) {
     return absl::FailedPreconditionError("netpoll::Go: no runtime is running (start one, or use Run)");
   }
   return runtime->Spawn(std::move(fn), where.file_name(), static_cast<int>(where.line()));
+}
+
+void Go(absl::AnyInvocable<void()> fn, std::source_location where) {
+  absl::Status status = Spawn(std::move(fn), where);
+  if (!status.ok()) {
+    std::string message = absl::StrCat("netpoll::Go could not start a fiber at ", where.file_name(), ":",
+                                       where.line(), ": ", status.message());
+    NETPOLL_FATAL(message.c_str());
+  }
 }
 
 int Run(absl::AnyInvocable<int()> main, RuntimeOptions options) {

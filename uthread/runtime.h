@@ -104,7 +104,12 @@ class Runtime {
 // Starts a fiber on the calling fiber's runtime, or, from a plain thread, on the default runtime
 // (the one Run started, else the first started and still running). Errors: as Runtime::Go, and
 // FailedPrecondition when there is no runtime to run it on.
-absl::Status Go(absl::AnyInvocable<void()> fn, std::source_location where = std::source_location::current());
+absl::Status Spawn(absl::AnyInvocable<void()> fn, std::source_location where = std::source_location::current());
+
+// Go's `go fn()`: Spawn, and a fatal error (with the reason) if the fiber cannot be started, as
+// when Go's runtime cannot allocate a goroutine. Code that must survive running out of stacks
+// (vm.max_map_count, memory) uses Spawn and handles the error.
+void Go(absl::AnyInvocable<void()> fn, std::source_location where = std::source_location::current());
 
 // Go-like program entry: starts a runtime, runs `main` in a fiber and returns its result when it
 // returns. Like Go, it does not wait for other fibers: they stay with the runtime, which is left
@@ -116,7 +121,9 @@ int Run(absl::AnyInvocable<int()> main, RuntimeOptions options = {});
 void Yield();
 
 // Sleep the calling fiber (or plain thread) on the poller's timers. Never returns early (the
-// clock is monotonic); a duration <= 0 returns at once.
+// clock is monotonic); a duration <= 0 returns at once. Call it qualified, netpoll::SleepFor: an
+// unqualified SleepFor(absl::Duration) also finds absl::SleepFor by argument-dependent lookup,
+// which would block the whole worker thread.
 void SleepFor(absl::Duration duration);
 void SleepUntil(absl::Time deadline);
 

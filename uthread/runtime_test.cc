@@ -67,7 +67,7 @@ TEST(Runtime, AHundredThousandFibers) {
   ASSERT_TRUE(runtime->Go([&] {
     for (int wave = 0; wave < kFibers / 2 / kWave; ++wave) {
       for (int i = 0; i < kWave; ++i) {
-        if (!Go([&] { finished_inside.fetch_add(1); }).ok()) spawn_errors.fetch_add(1);
+        if (!Spawn([&] { finished_inside.fetch_add(1); }).ok()) spawn_errors.fetch_add(1);
       }
       while (finished_inside.load() < (wave + 1) * kWave && spawn_errors.load() == 0) Yield();
     }
@@ -140,7 +140,7 @@ TEST(Runtime, WorkStealingRunsQueuedFibersOfABusyWorker) {
   std::atomic<int> spinner_worker{-1}, second_worker{-1};
   ASSERT_TRUE(runtime->Go([&] {
     // Both go onto this worker's local queue.
-    ASSERT_TRUE(Go([&] {
+    ASSERT_TRUE(Spawn([&] {
       spinner_worker = CurrentWorkerIndex();
       int64_t deadline = MonotonicNanos() + 30'000'000'000;
       while (!second_ran.load()) {
@@ -150,7 +150,7 @@ TEST(Runtime, WorkStealingRunsQueuedFibersOfABusyWorker) {
         }
       }
     }).ok());
-    ASSERT_TRUE(Go([&] {
+    ASSERT_TRUE(Spawn([&] {
       second_worker = CurrentWorkerIndex();
       second_ran = true;
     }).ok());
@@ -404,7 +404,7 @@ TEST(RuntimeStress, SpawnsAndIoWhileWorkersPoll) {
   std::thread writer([&] {
     for (int r = 0; r < 50; ++r) {
       for (auto& p : pairs) EXPECT_EQ(write(p.second, "x", 1), 1);
-      EXPECT_TRUE(Go([&] { spawned_ran.fetch_add(1); }).ok());
+      EXPECT_TRUE(Spawn([&] { spawned_ran.fetch_add(1); }).ok());
       std::this_thread::yield();
     }
   });
@@ -424,7 +424,7 @@ TEST(RunTest, ReturnsMainsResult) {
   EXPECT_EQ(netpoll::Run([] {
               EXPECT_TRUE(InFiber());
               std::atomic<bool> child{false};
-              EXPECT_TRUE(Go([&] { child = true; }).ok());
+              EXPECT_TRUE(Spawn([&] { child = true; }).ok());
               while (!child.load()) Yield();
               return 7;
             },
