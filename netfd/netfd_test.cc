@@ -641,6 +641,27 @@ TEST(NetFD, R38_CancelWakesAPendingConnect) {
   EXPECT_TRUE(IsCanceled(fd2->Connect(unused.address, 0, &already)));
 }
 
+// R27: the writer is parked on a full socket and the reader closes its end: the writer wakes and
+// gets EPIPE instead of hanging (epoll reports EPOLLHUP|EPOLLERR to both directions; kqueue needs
+// EV_EOF on the read filter to wake writers, Go #22114).
+TEST(NetFD, R27_PeerCloseWakesAParkedWriter) {
+  Pair pair = MakePair();
+  ASSERT_TRUE(pair.fd->Control("setsockopt", [](platform::SocketHandle fd) {
+    return platform::SetSendBufferSize(fd, 4096);
+  }).ok());
+  WriteResult result;
+  BoundedThread writer([&] {
+    std::string big(4 << 20, 'w');
+    result = pair.fd->Write(big);
+  });
+  ASSERT_TRUE(Parked(*pair.fd, poller::kWrite));
+  close(pair.peer);
+  pair.peer = -1;
+  writer.Join();
+  EXPECT_EQ(OsErrorCode(result.status), EPIPE) << result.status;
+  EXPECT_GT(result.written, 0u);
+}
+
 // R39: close(2) returning EINTR is reported and never retried.
 std::atomic<int> eintr_closes{0};
 platform::ErrorCode CloseWithEintr(platform::SocketHandle fd) {

@@ -397,13 +397,20 @@ absl::StatusOr<Stack> Stack::Allocate(size_t usable_size) {
   const size_t total = usable + page;
   void* mapping = mmap(nullptr, total, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | kMapNoReserve | kMapStack, -1, 0);
+  // ENOMEM here usually means the process ran out of memory mappings, not of memory: each stack
+  // is two (the guard page splits it), and vm.max_map_count defaults to 65530.
+  constexpr const char* kMapCountHint =
+      " (each live fiber stack uses two memory mappings; raise vm.max_map_count for more fibers)";
   if (mapping == MAP_FAILED) {
-    return ErrorToStatus(LastError(), absl::StrCat("mmap of a ", usable, "-byte fiber stack"));
+    const ErrorCode error = LastError();
+    return ErrorToStatus(error, absl::StrCat("mmap of a ", usable, "-byte fiber stack",
+                                             error == ENOMEM ? kMapCountHint : ""));
   }
   if (mprotect(mapping, page, PROT_NONE) != 0) {
     const ErrorCode error = LastError();
     munmap(mapping, total);
-    return ErrorToStatus(error, "mprotect of a fiber stack's guard page");
+    return ErrorToStatus(error, absl::StrCat("mprotect of a fiber stack's guard page",
+                                             error == ENOMEM ? kMapCountHint : ""));
   }
   // Relaxed: the release store of the slot in Register publishes it to the handler.
   g_guard_size.store(page, std::memory_order_relaxed);

@@ -627,7 +627,7 @@ class PollDescStress : public PollDescTest {
 };
 
 // R1/R2/R19: readiness racing the waiter at every point of its park.
-TEST_F(PollDescStress, R2_ReadinessRacesThePark) {
+TEST_F(PollDescStress, R1_R2_ReadinessRacesThePark) {
   for (int round = 0; round < kRounds; ++round) {
     Fresh();
     ASSERT_EQ(pd_->Prepare(kRead), PollError::kNone);
@@ -652,7 +652,7 @@ TEST_F(PollDescStress, R4_CloseRacesThePark) {
 }
 
 // R5/R17: a past deadline racing the waiter.
-TEST_F(PollDescStress, R5_PastDeadlineRacesThePark) {
+TEST_F(PollDescStress, R5_R17_PastDeadlineRacesThePark) {
   for (int round = 0; round < kRounds; ++round) {
     Fresh();
     std::atomic<PollError> result{PollError::kNone};
@@ -705,6 +705,94 @@ TEST_F(PollDescStress, R24_ReuseWhileStaleEventsArrive) {
   }
   stop = true;
   injector.join();
+}
+
+// R3: the real protocol (Prepare, syscall, wait on EAGAIN) against a writer producing one byte at
+// a time with real kernel edges. With the reset in the wrong place a round would hang.
+TEST_F(PollDescStress, R3_PrepareSyscallWaitAgainstRealEdges) {
+  constexpr int kBytes = 3000;
+  std::atomic<int> received{0};
+  BoundedThread reader([&] {
+    char b[64];
+    while (received.load() < kBytes) {
+      ASSERT_EQ(pd_->Prepare(kRead), PollError::kNone);
+      ssize_t n = read(local_, b, sizeof b);
+      if (n > 0) {
+        received.fetch_add(static_cast<int>(n));
+        continue;
+      }
+      ASSERT_EQ(pd_->Wait(kRead), PollError::kNone);
+    }
+  });
+  for (int i = 0; i < kBytes; ++i) {
+    ASSERT_EQ(write(peer_, "x", 1), 1);
+    if (i % 7 == 0) std::this_thread::yield();
+  }
+  reader.Join();
+  EXPECT_EQ(received.load(), kBytes);
+}
+
+// R20: combined and split deadlines churn while timers fire; the final state is always right.
+TEST_F(PollDescStress, R20_CombinedAndSplitDeadlinesChurn) {
+  std::mt19937 rng(3);
+  for (int round = 0; round < kRounds; ++round) {
+    Fresh();
+    for (int i = 0; i < 6; ++i) {
+      int64_t t = MonotonicNanos() + static_cast<int64_t>(rng() % 300'000);
+      pd_->SetDeadline(t, kReadWrite);
+      pd_->SetDeadline(t + static_cast<int64_t>(rng() % 300'000), kWrite);
+    }
+    const int64_t far = MonotonicNanos() + kHour;
+    pd_->SetDeadline(far, kReadWrite);  // Combined again, far away: neither direction expires.
+    ASSERT_EQ(pd_->CheckError(kRead), PollError::kNone) << "round " << round;
+    ASSERT_EQ(pd_->CheckError(kWrite), PollError::kNone) << "round " << round;
+    EXPECT_TRUE(PollDescTestPeer::ReadTimerPending(pd_));
+    EXPECT_FALSE(PollDescTestPeer::WriteTimerPending(pd_));
+  }
+}
+
+// R22: the same absolute deadline set again and again from two threads: it expires exactly once,
+// at that time.
+TEST_F(PollDescStress, R22_SameDeadlineFromTwoThreads) {
+  std::atomic<int> callbacks{0};
+  std::atomic<PollDesc*> watched{nullptr};
+  ScopedHook hook([&](HookPoint point, PollDesc* pd) {
+    if (point == HookPoint::kDeadlineTimerBeforeLock && pd == watched.load()) callbacks.fetch_add(1);
+  });
+  for (int round = 0; round < 50; ++round) {
+    Fresh();
+    watched = pd_;
+    callbacks = 0;
+    const int64_t t = MonotonicNanos() + 2 * kMs;
+    std::thread other([&] {
+      for (int i = 0; i < 50; ++i) pd_->SetDeadline(t, kRead);
+    });
+    for (int i = 0; i < 50; ++i) pd_->SetDeadline(t, kRead);
+    other.join();
+    Poller::Get().EnsurePolling();
+    ASSERT_TRUE(WaitUntil([&] { return pd_->CheckError(kRead) == PollError::kTimeout; }));
+    EXPECT_GE(MonotonicNanos(), t);
+    EXPECT_EQ(callbacks.load(), 1) << "round " << round;  // One timer, one expiry.
+    EXPECT_FALSE(PollDescTestPeer::ReadTimerPending(pd_));
+  }
+  watched = nullptr;
+}
+
+// R23: huge deadlines from several threads never turn into an immediate timeout.
+TEST_F(PollDescStress, R23_HugeDeadlinesNeverExpire) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 1000; ++i) {
+        int64_t huge = std::numeric_limits<int64_t>::max() - i - t;
+        pd_->SetDeadline(DeadlineAfter(huge, MonotonicNanos()), t % 2 == 0 ? kRead : kReadWrite);
+        ASSERT_NE(pd_->CheckError(kRead), PollError::kTimeout);
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(pd_->CheckError(kRead), PollError::kNone);
+  EXPECT_EQ(pd_->CheckError(kWrite), PollError::kNone);
 }
 
 }  // namespace

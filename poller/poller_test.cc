@@ -5,9 +5,13 @@
 // forced by waiting until the poller is in the state the race needs.
 #include "poller/poller.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -252,6 +256,112 @@ TEST_F(PollerTest, WorkerTimerHeapsAreScannedAndRun) {
   EXPECT_GE(probe.fired_at.load(), when);
   Poller::Get().UnregisterTimerHeap(&worker_heap);
   EXPECT_EQ(Poller::Get().EarliestTimer(), kNever);
+}
+
+// R29/R30/R31 unforced: one thread polls in a loop while others arm timers at random short
+// delays (each one possibly earlier than the poll's plan) and break the poll; every timer fires,
+// not early, within a generous bound.
+TEST_F(PollerTest, R29_R30_R31_TimersArmedWhileThePollerLoops) {
+  constexpr int kThreads = 4;
+  constexpr int kTimersPerThread = 200;
+  struct Armed {
+    Timer timer;
+    int64_t when = 0;
+    std::atomic<int64_t> fired_at{0};
+    static void Fire(void* arg, uintptr_t, ReadyList*) {
+      static_cast<Armed*>(arg)->fired_at = MonotonicNanos();
+    }
+  };
+  std::vector<std::unique_ptr<Armed>> all;
+  for (int i = 0; i < kThreads * kTimersPerThread; ++i) all.push_back(std::make_unique<Armed>());
+  std::atomic<int> armed{0};
+  BoundedThread poller_thread([&] {
+    PollUntil([&] {
+      if (armed.load() < kThreads * kTimersPerThread) return false;
+      for (auto& a : all) {
+        if (a->fired_at.load() == 0) return false;
+      }
+      return true;
+    });
+  });
+  std::vector<std::thread> armers;
+  for (int t = 0; t < kThreads; ++t) {
+    armers.emplace_back([&, t] {
+      std::mt19937 rng(t);
+      for (int i = 0; i < kTimersPerThread; ++i) {
+        Armed* a = all[t * kTimersPerThread + i].get();
+        a->when = MonotonicNanos() + static_cast<int64_t>(rng() % 2'000'000);
+        ArmTimer(&a->timer, a->when, &Armed::Fire, a, 0);
+        armed.fetch_add(1);
+        if (i % 16 == 0) Poller::Get().Wakeup();
+      }
+    });
+  }
+  for (std::thread& t : armers) t.join();
+  Poller::Get().Wakeup();  // The last arming may have happened after the poller's last check.
+  poller_thread.Join();
+  for (auto& a : all) {
+    EXPECT_GE(a->fired_at.load(), a->when);
+    EXPECT_LT(a->fired_at.load() - a->when, 5'000 * kMs);
+  }
+}
+
+// R28 with the poller loop: wake-up storms from many threads while it polls; it never wedges.
+TEST_F(PollerTest, R28_WakeupStormWhileLooping) {
+  std::atomic<bool> stop{false};
+  std::atomic<int> polls{0};
+  BoundedThread poller_thread([&] {
+    while (!stop.load()) {
+      ReadyList ready;
+      Poller::Get().Poll(kTenSeconds, &ready);
+      polls.fetch_add(1);
+    }
+  });
+  std::vector<std::thread> wakers;
+  for (int t = 0; t < 8; ++t) {
+    wakers.emplace_back([&] {
+      for (int i = 0; i < 2000; ++i) Poller::Get().Wakeup();
+    });
+  }
+  for (std::thread& t : wakers) t.join();
+  int before = polls.load();
+  Poller::Get().Wakeup();  // A poller stuck in a 10 s wait would not come round within the bound.
+  ASSERT_TRUE(WaitUntil([&] { return polls.load() > before; }, std::chrono::seconds(5)));
+  stop = true;
+  Poller::Get().Wakeup();
+  poller_thread.Join();
+}
+
+void IgnoreSignal(int) {}
+
+// R33 under load: signals keep interrupting the blocked poll; each interruption returns early and
+// the loop recomputes its timeout from the clock, so the timer still fires on time, not late.
+TEST_F(PollerTest, R33_SignalStormDoesNotDelayTimers) {
+  struct sigaction action {}, old {};
+  action.sa_handler = &IgnoreSignal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGUSR1, &action, &old);
+  for (int round = 0; round < 10; ++round) {
+    Probe probe;
+    std::atomic<pthread_t> polling_thread{};
+    std::atomic<bool> done{false};
+    int64_t when = MonotonicNanos() + 20 * kMs;
+    ArmTimer(&probe.timer, when, &Probe::Fire, &probe, 0);
+    BoundedThread m1([&] {
+      polling_thread = pthread_self();
+      PollUntil([&] { return probe.fired_at.load() != 0; });
+      done = true;
+    });
+    ASSERT_TRUE(WaitUntil([&] { return polling_thread.load() != pthread_t{}; }));
+    while (!done.load()) {
+      pthread_kill(polling_thread.load(), SIGUSR1);
+      std::this_thread::yield();
+    }
+    m1.Join();
+    EXPECT_GE(probe.fired_at.load(), when);
+    EXPECT_LT(probe.fired_at.load() - when, 2'000 * kMs);
+  }
+  sigaction(SIGUSR1, &old, nullptr);
 }
 
 TEST(PollerIdentity, BackendAndItsDescriptors) {
