@@ -5,7 +5,7 @@
 #include "platform/check.h"
 #include "platform/context_arch.h"
 #include "platform/os.h"
-#include "platform/stack.h"
+#include "platform/stack_region.h"
 
 #if defined(NETPOLL_ASAN)
 #include <sanitizer/asan_interface.h>
@@ -94,7 +94,7 @@ struct ContextAccess {
     context->tsan_.owns_fiber = true;
 #endif
     context->saved_stack_pointer_ =
-        context_arch::PrepareInitialFrame(stack.highest(), entry, arg, context);
+        context_arch::PrepareInitialFrame(stack, entry, arg, context);
   }
 
   static void Destroy([[maybe_unused]] MachineContext* context) {

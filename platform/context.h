@@ -72,7 +72,7 @@
 #include <cstddef>
 
 #include "platform/os.h"
-#include "platform/stack.h"
+#include "platform/stack_region.h"
 
 #if defined(NETPOLL_OS_WINDOWS)
 #error "netpoll: fiber context switching is not implemented for Windows x64 yet (see context.h)"

@@ -91,7 +91,8 @@ asm(NETPOLL_ASM_FUNCTION_BEGIN(netpoll_platform_context_trampoline)  //
 
 namespace netpoll::platform::context_arch {
 
-void* PrepareInitialFrame(void* stack_top, ContextEntry entry, void* arg, MachineContext* self) {
+void* PrepareInitialFrame(StackRegion stack, ContextEntry entry, void* arg, MachineContext* self) {
+  void* const stack_top = stack.highest();
   uint64_t fpcr;
   asm volatile("mrs %0, fpcr" : "=r"(fpcr));
   uint64_t* frame = static_cast<uint64_t*>(stack_top) - 22;  // 176 bytes; keeps sp 16-aligned

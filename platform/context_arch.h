@@ -7,6 +7,7 @@
 
 #include "platform/context.h"
 #include "platform/os.h"
+#include "platform/stack_region.h"
 
 // Symbol spelling and visibility for the hand-written functions. Hidden: they are called with
 // direct (non-PLT) branches, which must not be preempted when the library is a shared object.
@@ -64,10 +65,10 @@ NETPOLL_HIDDEN void netpoll_platform_context_trampoline();
 
 }  // extern "C"
 
-// Writes the initial frame of `self` below `stack_top` (16-byte aligned) so that the first
+// Writes the initial frame of `self` below stack.highest() (16-byte aligned) so that the first
 // netpoll_platform_switch_stacks into it lands in the trampoline with `entry`, `arg` and `self` at
 // hand and the FP control state of the calling thread; returns the stack pointer to switch to.
-void* PrepareInitialFrame(void* stack_top, ContextEntry entry, void* arg, MachineContext* self);
+void* PrepareInitialFrame(StackRegion stack, ContextEntry entry, void* arg, MachineContext* self);
 
 }  // namespace netpoll::platform::context_arch
 

@@ -79,7 +79,8 @@ asm(NETPOLL_ASM_FUNCTION_BEGIN(netpoll_platform_context_trampoline)  //
 
 namespace netpoll::platform::context_arch {
 
-void* PrepareInitialFrame(void* stack_top, ContextEntry entry, void* arg, MachineContext* self) {
+void* PrepareInitialFrame(StackRegion stack, ContextEntry entry, void* arg, MachineContext* self) {
+  void* const stack_top = stack.highest();
   uint32_t mxcsr;
   uint16_t x87_control;
   asm volatile("stmxcsr %0" : "=m"(mxcsr));

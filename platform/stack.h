@@ -38,6 +38,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "platform/stack_region.h"  // StackRegion, the usable part of a Stack
 
 namespace netpoll::platform {
 
@@ -49,15 +50,6 @@ inline constexpr size_t kDefaultStackSize = 256 * 1024;
 // The largest usable size Stack::Allocate accepts. Anything bigger is almost certainly a unit
 // mistake (bytes vs KiB) rather than a fiber that needs a gigabyte of stack.
 inline constexpr size_t kMaxStackSize = size_t{1} << 30;
-
-// The usable part of a stack, [lowest, lowest + size); excludes the guard page. A context that
-// runs on it starts at highest() and grows towards lowest.
-struct StackRegion {
-  void* lowest = nullptr;
-  size_t size = 0;
-
-  void* highest() const { return static_cast<char*>(lowest) + size; }
-};
 
 // One fiber stack with its guard page. Move-only; owns its mapping and unmaps it on destruction.
 //
