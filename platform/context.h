@@ -23,13 +23,38 @@
 //     halves of v8-v15, which is all the ABI preserves), and the FPCR (rounding mode,
 //     flush-to-zero, exception traps). AAPCS64 makes FPCR global rather than callee-saved; we
 //     keep it per context anyway so that both architectures give the same guarantee.
+//   Windows x64 (Microsoft x64 ABI): rbx, rbp, rdi, rsi, r12-r15, rsp, xmm6-xmm15 (all 128 bits),
+//     the MXCSR and the x87 control word, and the Thread Information Block fields that describe
+//     the running stack: StackBase, StackLimit, DeallocationStack, and ExceptionList (see below).
 // So the floating-point control state belongs to a context: a rounding mode set in one context is
 // not seen by another, and a new context starts with the control state of the thread that
 // constructed its MachineContext (as POSIX threads inherit it from their creator). Status flags
 // (MXCSR exception flags, FPSR) are caller-saved and are not switched.
-// Windows x64 is not supported yet: its ABI also preserves rdi, rsi and xmm6-xmm15, and the Thread
-// Information Block's stack bounds must be switched too; the IOCP work will add it. Including this
-// header on Windows stops the build.
+//
+// Windows (x64 only; Windows on ARM64 stops the build). Windows itself reads the running stack's
+// bounds from the Thread Information Block: to grow a stack through its PAGE_GUARD page, to raise
+// STATUS_STACK_OVERFLOW, to decide which SEH frames are valid while an exception (a C++ throw
+// too) is dispatched, and in MSVC's stack probe __chkstk. A switch therefore saves these fields
+// with the context and loads those of the context it resumes, so they always describe the stack
+// that runs. (ExceptionList, the x86 SEH chain, is unused on x64 Windows, but Wine's dispatcher
+// follows it, and a C++ throw on a fiber fails under Wine unless it is switched too; new contexts
+// start with an empty chain.) This is a hand-written switch, not Windows fibers (CreateFiberEx/SwitchToFiber),
+// mainly because a Windows fiber cannot run on a stack the caller owns; context_windows_x64.cc
+// gives the full argument. What that means for callers:
+//   - Stacks: a region may be fully committed, or reserved and committed on demand the way
+//     Windows grows thread stacks (its top committed, a PAGE_GUARD page below the committed part,
+//     the rest reserved); its top page must be committed read-write, or constructing the context
+//     is a fatal error. A new context's stack bounds are [stack.lowest, stack.highest()), and its
+//     StackLimit is where the committed part begins now, which the constructor asks VirtualQuery
+//     (one to three system calls, where the POSIX constructor makes none). A context that grows
+//     its stack lowers its own StackLimit, which the switch keeps.
+//   - A thread must not exit while it runs a context other than its own thread context (Windows
+//     releases the stack recorded in the running TIB when a thread exits); a scheduler's workers
+//     return to their thread context before they exit anyway.
+//   - Not switched: fiber-local storage (FlsAlloc) and GetCurrentFiber(), which stay those of the
+//     thread, and the thread's stack guarantee (SetThreadStackGuarantee), which applies to
+//     whichever context runs on that thread. Do not mix these contexts with Windows fibers on one
+//     thread. Shadow stacks (CET, /CETCOMPAT) are not supported, as on the other platforms.
 //
 // Sanitizers (the layout of MachineContext depends on them, so every object in a binary must be
 // built with the same sanitizer, which Bazel configs guarantee):
@@ -74,8 +99,8 @@
 #include "platform/os.h"
 #include "platform/stack_region.h"
 
-#if defined(NETPOLL_OS_WINDOWS)
-#error "netpoll: fiber context switching is not implemented for Windows x64 yet (see context.h)"
+#if defined(NETPOLL_OS_WINDOWS) && !defined(NETPOLL_ARCH_X86_64)
+#error "netpoll: fiber context switching on Windows is implemented for x64 only (see context.h)"
 #endif
 
 namespace netpoll::platform {
@@ -106,7 +131,9 @@ class MachineContext {
   // The stack must stay valid (mapped, and not used by anything else) until this context has
   // ended and is destroyed. A stack smaller than kMinContextStackSize or not 16-byte aligned at
   // its top is a programming error and stops the process (stacks from Stack/StackPool always
-  // qualify). Costs no syscall and no allocation (under TSan, see above).
+  // qualify). Costs no syscall and no allocation (under TSan, see above). On Windows it also
+  // stops the process if the top page of the stack is not committed, and it costs a VirtualQuery
+  // or three (see "Windows" above).
   MachineContext(StackRegion stack, ContextEntry entry, void* arg);
 
   // Frees what the context holds (its TSan fiber). A context may be destroyed when it is not

@@ -1,7 +1,8 @@
 // Private to platform:context: the seam between the portable part of the context switch
-// (context.cc: checks, sanitizer bookkeeping) and the per-architecture assembly
-// (context_x86_64.cc, context_aarch64.cc). Each architecture file compiles to nothing on the
-// other architecture, so the BUILD file needs no select().
+// (context.cc: checks, sanitizer bookkeeping) and the per-ABI assembly (context_x86_64.cc and
+// context_aarch64.cc for the POSIX systems, context_windows_x64.cc for Windows x64). Each file
+// compiles to nothing on the other ABIs; the BUILD file still compiles the Windows file only for
+// Windows and the POSIX ones only elsewhere.
 #ifndef NETPOLL_PLATFORM_CONTEXT_ARCH_H_
 #define NETPOLL_PLATFORM_CONTEXT_ARCH_H_
 
@@ -16,6 +17,15 @@
 #define NETPOLL_ASM_FUNCTION_BEGIN(name) \
   ".text\n.globl _" #name "\n.private_extern _" #name "\n.p2align 4\n_" #name ":\n"
 #define NETPOLL_ASM_FUNCTION_END(name) ""
+#elif defined(NETPOLL_OS_WINDOWS)
+// PE/COFF: no leading underscore on x64, no symbol visibility and no .pushsection; `.def` marks
+// the symbol as an external function. GCC emits top-level asm at the start of the file, right
+// after its own opening .text, so selecting .text here leaves it in the section it expects.
+#define NETPOLL_ASM_SYMBOL(name) #name
+#define NETPOLL_ASM_FUNCTION_BEGIN(name)                                          \
+  ".text\n.globl " #name "\n.def " #name "; .scl 2; .type 32; .endef\n.p2align 4\n" #name \
+  ":\n"
+#define NETPOLL_ASM_FUNCTION_END(name) ""
 #else
 #define NETPOLL_ASM_SYMBOL(name) #name
 #define NETPOLL_ASM_FUNCTION_BEGIN(name)                                                  \
@@ -24,12 +34,18 @@
 #define NETPOLL_ASM_FUNCTION_END(name) ".size " #name ", .-" #name "\n.popsection\n"
 #endif
 
+#if defined(NETPOLL_OS_WINDOWS)
+#define NETPOLL_HIDDEN  // PE has no visibility attribute; a DLL exports only dllexport symbols
+#else
 #define NETPOLL_HIDDEN __attribute__((visibility("hidden")))
+#endif
 
 namespace netpoll::platform::context_arch {
 
 // What a resumed context learns from the switch that resumed it. Two pointer-sized members, so
 // it comes back in two registers (rax:rdx, x0:x1) and nobody reads the suspended side's stack.
+// The Microsoft x64 ABI returns a 16-byte struct through a pointer the caller passes instead; the
+// Windows switch keeps that pointer in the suspended frame (see context_windows_x64.cc).
 struct SwitchResult {
   MachineContext* from;  // the context that was running until the switch
   void* transfer;        // the value it passed
@@ -68,6 +84,7 @@ NETPOLL_HIDDEN void netpoll_platform_context_trampoline();
 // Writes the initial frame of `self` below stack.highest() (16-byte aligned) so that the first
 // netpoll_platform_switch_stacks into it lands in the trampoline with `entry`, `arg` and `self` at
 // hand and the FP control state of the calling thread; returns the stack pointer to switch to.
+// (Windows also records the stack's bounds in the frame, for the Thread Information Block.)
 void* PrepareInitialFrame(StackRegion stack, ContextEntry entry, void* arg, MachineContext* self);
 
 }  // namespace netpoll::platform::context_arch
