@@ -1,11 +1,13 @@
 #include "bench/bench_util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -133,6 +135,35 @@ MachineCpu MachineCpuSeconds() {
   result.busy = static_cast<double>(user + nice + system + irq + softirq) / hz;
   result.softirq = static_cast<double>(irq + softirq) / hz;
   return result;
+}
+
+std::vector<int> KernelThreadPids() {
+  std::vector<int> pids;
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return pids;
+  while (dirent* entry = readdir(proc)) {
+    char* end = nullptr;
+    const long pid = std::strtol(entry->d_name, &end, 10);
+    if (pid <= 0 || *end != '\0') continue;
+    std::ifstream in("/proc/" + std::string(entry->d_name) + "/stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    const size_t paren = line.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(line.substr(paren + 1));
+    std::string state;
+    long ppid = -1;
+    fields >> state >> ppid;
+    if (pid == 2 || ppid == 2) pids.push_back(static_cast<int>(pid));  // 2 is kthreadd
+  }
+  closedir(proc);
+  return pids;
+}
+
+double TotalCpuSeconds(const std::vector<int>& pids) {
+  double total = 0;
+  for (int pid : pids) total += std::max(0.0, ProcessCpuSeconds(pid));
+  return total;
 }
 
 bool ProcessMemoryKib(int pid, int64_t* rss_kib, int64_t* hwm_kib) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace netpoll_bench {
 
@@ -48,6 +49,13 @@ struct MachineCpu {
   double softirq = -1;  // irq + softirq alone
 };
 MachineCpu MachineCpuSeconds();
+
+// The process ids of the kernel's own threads (kthreadd and its children: ksoftirqd/N, kworkers,
+// ...), found by scanning /proc.
+std::vector<int> KernelThreadPids();
+
+// Sum of ProcessCpuSeconds over `pids` (unreadable ones count 0).
+double TotalCpuSeconds(const std::vector<int>& pids);
 
 // VmRSS and VmHWM of process `pid` in KiB, from /proc/PID/status. False if unreadable.
 bool ProcessMemoryKib(int pid, int64_t* rss_kib, int64_t* hwm_kib);

@@ -239,6 +239,7 @@ def run_one(server, config, args, echo_load, log_dir, run_id):
                 client_cpu_s=data["client_cpu_seconds"],
                 other_cpu_s=data.get("other_cpu_seconds"),
                 softirq_cpu_s=data.get("softirq_cpu_seconds"),
+                kernel_threads_cpu_s=data.get("kernel_threads_cpu_seconds"),
                 server_cpu_s=data["server"]["cpu_seconds"],
                 per_server_cpu_s=data["server"]["requests_per_cpu_second"],
                 bytes_per_conn=data["server"]["bytes_per_connection"],
@@ -614,7 +615,9 @@ def main():
           "process was on a CPU (user + system, which includes the kernel's loopback TCP "
           "processing done in its context: the CSV/JSON give that softirq time as softirq_cpu_s), "
           "and "
-          "other CPU what all other processes on the machine used in that window (noise); "
+          "other CPU what all other processes on the machine used in that window (noise; the "
+          "kernel's own threads, ksoftirqd above all, are left out: they mostly run the "
+          "benchmark's deferred network processing); "
           "RSS/conn is (peak RSS at the end of the window, or RSS while "
           "idle, minus RSS before the first connection) / connections.", "", table, ""]
     if notes:
@@ -630,7 +633,7 @@ def main():
         json.dump(dict(meta=meta, medians=summary, runs=results), f, indent=1)
     fields = ["repetition", "config", "server", "mode", "connections", "size", "ok", "rate",
               "p50_us", "p99_us", "p999_us", "server_cpu_s", "per_server_cpu_s", "client_cpu_s",
-              "other_cpu_s", "softirq_cpu_s",
+              "other_cpu_s", "softirq_cpu_s", "kernel_threads_cpu_s",
               "bytes_per_conn", "rss_before_kib", "hwm_end_kib", "rss_end_kib", "seconds",
               "setup_seconds", "ready", "errors", "mismatch", "exit", "server_exit", "failure"]
     with open(base + ".csv", "w", newline="") as f:
