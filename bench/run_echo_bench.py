@@ -233,6 +233,8 @@ def run_one(server, config, args, echo_load, log_dir, run_id):
                 p999_us=data["latency_ns"]["p999"] / 1e3,
                 errors=data["errors"]["total"],
                 mismatch=data["errors"]["mismatch"],
+                stalled=data["errors"].get("stalled", 0),
+                starved=data.get("starved", 0),
                 seconds=data["seconds"],
                 setup_seconds=data["setup_seconds"],
                 ready=data["ready"],
@@ -338,7 +340,9 @@ def summarize(results, servers, cfgs):
                        server=server.name, runs=len(runs),
                        failed=sum(1 for r in runs if not r["ok"]),
                        errors=sum(r.get("errors", 0) or 0 for r in runs),
-                       mismatch=sum(r.get("mismatch", 0) or 0 for r in runs))
+                       mismatch=sum(r.get("mismatch", 0) or 0 for r in runs),
+                       stalled=sum(r.get("stalled", 0) or 0 for r in runs),
+                       starved=median([r.get("starved") for r in runs]))
             for m in METRICS:
                 row[m] = median([r.get(m) for r in runs])
             out.append(row)
@@ -379,6 +383,10 @@ def markdown_table(summary, cfgs):
             errors = str(r["errors"])
             if r["mismatch"]:
                 errors += f" (**{r['mismatch']} MISMATCH**)"
+            if r["stalled"]:
+                errors += f" ({r['stalled']} stalled)"
+            if r["starved"]:
+                errors += f"; {r['starved']:,.0f} starved"
             if r["failed"]:
                 errors += f", {r['failed']}/{r['runs']} runs failed"
             if idle:
@@ -619,7 +627,11 @@ def main():
           "kernel's own threads, ksoftirqd above all, are left out: they mostly run the "
           "benchmark's deferred network processing); "
           "RSS/conn is (peak RSS at the end of the window, or RSS while "
-          "idle, minus RSS before the first connection) / connections.", "", table, ""]
+          "idle, minus RSS before the first connection) / connections. errors sums every run's "
+          "connect failures, resets, unexpected EOFs, mismatches and stalls (a message unanswered "
+          "for over 1 s and 20 times the mean latency); starved is the median number of live "
+          "connections that completed no round trip in the whole window, a fairness figure "
+          "rather than an error.", "", table, ""]
     if notes:
         md += ["Notes:", ""] + [f"- {n}" for n in notes] + [""]
     if failed:
@@ -635,7 +647,8 @@ def main():
               "p50_us", "p99_us", "p999_us", "server_cpu_s", "per_server_cpu_s", "client_cpu_s",
               "other_cpu_s", "softirq_cpu_s", "kernel_threads_cpu_s",
               "bytes_per_conn", "rss_before_kib", "hwm_end_kib", "rss_end_kib", "seconds",
-              "setup_seconds", "ready", "errors", "mismatch", "exit", "server_exit", "failure"]
+              "setup_seconds", "ready", "errors", "mismatch", "stalled", "starved", "exit",
+              "server_exit", "failure"]
     with open(base + ".csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
