@@ -20,8 +20,9 @@
 // Debug flags for the harness's own tests (never in a benchmark):
 //   --corrupt_every=N   alter every Nth chunk echoed (N > 0), per --corrupt_mode:
 //       flip        invert one byte of the chunk;
-//       duplicate   echo the chunk twice (the client then sees stale bytes in its next message);
-//       drop        do not echo the chunk at all (the client waits forever: a stall).
+//       duplicate   echo the chunk twice (the client then sees stale bytes in its next message).
+//   --mute_connection=K  never echo anything on the K-th accepted connection (K > 0): its client
+//                        waits forever, a stall, while every other connection is served.
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -44,8 +45,8 @@
 
 ABSL_FLAG(std::string, addr, "127.0.0.1:9090", "HOST:PORT to listen on (port 0: any free port)");
 ABSL_FLAG(int, corrupt_every, 0, "debug: alter every Nth echoed chunk (0 = never)");
-ABSL_FLAG(std::string, corrupt_mode, "flip",
-          "debug: flip | duplicate | drop (see --corrupt_every)");
+ABSL_FLAG(std::string, corrupt_mode, "flip", "debug: flip | duplicate (see --corrupt_every)");
+ABSL_FLAG(int, mute_connection, 0, "debug: never echo on the K-th accepted connection (0 = none)");
 
 namespace netpoll_bench {
 namespace {
@@ -61,16 +62,20 @@ struct Connection {
   // Set when we stopped reading because `pending` was not empty: after the flush we must read
   // again until EAGAIN, since the read edges that came meanwhile were consumed.
   bool read_suspended = false;
+  bool muted = false;  // debug (--mute_connection): read and discard, never echo
   uint32_t pending_offset = 0;
   std::vector<char> pending;  // echo bytes the kernel has not accepted yet
 };
 
-enum class CorruptMode { kFlip, kDuplicate, kDrop };
+enum class CorruptMode { kFlip, kDuplicate };
 
 class EchoServer {
  public:
-  EchoServer(int corrupt_every, CorruptMode corrupt_mode)
-      : corrupt_every_(corrupt_every), corrupt_mode_(corrupt_mode), buffer_(2 * kReadSize) {}
+  EchoServer(int corrupt_every, CorruptMode corrupt_mode, int mute_connection)
+      : corrupt_every_(corrupt_every),
+        corrupt_mode_(corrupt_mode),
+        mute_connection_(static_cast<uint64_t>(mute_connection)),
+        buffer_(2 * kReadSize) {}
 
   // Binds, listens and prints the bound address. Returns false (with a message) on failure.
   bool Listen(const SockAddr& addr) {
@@ -175,6 +180,7 @@ class EchoServer {
       Connection& c = connections_[fd];
       c.open = true;
       c.read_suspended = false;
+      c.muted = mute_connection_ != 0 && accepted_ + 1 == mute_connection_;
       epoll_event ev{};
       ev.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
       ev.data.u64 = static_cast<uint64_t>(fd);
@@ -213,8 +219,8 @@ class EchoServer {
         size_t length = static_cast<size_t>(r);
         if (corrupt_every_ > 0 && ++chunks_ % static_cast<uint64_t>(corrupt_every_) == 0) {
           length = Corrupt(buffer, length);
-          if (length == 0) continue;  // dropped
         }
+        if (c.muted) continue;
         ssize_t w = write(fd, buffer, length);
         if (w == static_cast<ssize_t>(length)) {
           echoed_bytes_ += length;
@@ -265,7 +271,6 @@ class EchoServer {
   }
 
   size_t Corrupt(char* buffer, size_t length) {
-    if (corrupt_mode_ == CorruptMode::kDrop) return 0;
     if (corrupt_mode_ == CorruptMode::kDuplicate) {
       std::memcpy(buffer + length, buffer, length);  // buffer_ holds 2 * kReadSize
       return 2 * length;
@@ -285,6 +290,7 @@ class EchoServer {
 
   const int corrupt_every_;
   const CorruptMode corrupt_mode_;
+  const uint64_t mute_connection_;
   std::vector<char> buffer_;  // the one read buffer, reused for every read
   std::vector<Connection> connections_;
   int listener_ = -1;
@@ -311,15 +317,14 @@ int Main(int argc, char** argv) {
     corrupt_mode = CorruptMode::kFlip;
   } else if (mode == "duplicate") {
     corrupt_mode = CorruptMode::kDuplicate;
-  } else if (mode == "drop") {
-    corrupt_mode = CorruptMode::kDrop;
   } else {
-    std::fprintf(stderr, "baseline_echo_server: --corrupt_mode must be flip, duplicate or drop\n");
+    std::fprintf(stderr, "baseline_echo_server: --corrupt_mode must be flip or duplicate\n");
     return 2;
   }
   signal(SIGPIPE, SIG_IGN);
   RaiseFdLimit(1 << 20);
-  EchoServer server(absl::GetFlag(FLAGS_corrupt_every), corrupt_mode);
+  EchoServer server(absl::GetFlag(FLAGS_corrupt_every), corrupt_mode,
+                    absl::GetFlag(FLAGS_mute_connection));
   if (!server.Listen(addr)) return 1;
   const bool ok = server.Run();
   server.Shutdown();

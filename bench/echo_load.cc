@@ -85,7 +85,8 @@ ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(60),
           "setup (opening, and pinging in idle mode, all connections) must finish within this");
 ABSL_FLAG(absl::Duration, stall_timeout, absl::Seconds(1),
           "a message (churn: connection) still unanswered at the end of the window after this "
-          "long and after 20 times the mean latency is an error (a lost wake-up)");
+          "long and after 20 times the expected latency (connections / throughput) is an error "
+          "(a lost wake-up)");
 ABSL_FLAG(std::string, source_ips, "auto",
           "local source addresses: auto (spread over 127.0.0.x only when the ephemeral port range "
           "is too small), none, N (127.0.0.1..127.0.0.N), or a comma-separated list");
@@ -308,16 +309,21 @@ class Worker {
   };
 
   // A message (churn: a connection) still outstanding at the end of the window after both
-  // --stall_timeout and 20 times the mean latency is stalled, an error: a lost wake-up leaves a
-  // connection waiting forever. The mean, not the median, sets the scale: in a closed loop it is
-  // connections / throughput whatever the server's fairness (Little's law), while an unfair
-  // server can have a tiny median and connections that wait for seconds.
+  // --stall_timeout and 20 times the expected latency is stalled, an error: a lost wake-up leaves
+  // a connection waiting forever. The expected latency of a closed loop is connections /
+  // throughput (Little's law) whatever the server's fairness, while the median or the mean of
+  // the completed round trips can be tiny on an unfair server whose other connections wait for
+  // seconds; the larger of that mean and Little's figure is used.
   // A live pingpong connection that completed no round trip in the whole window is starved: not
-  // an error (it may just be very unlucky), but a fairness figure worth reporting.
+  // an error (its turn may just not have come), but a fairness figure worth reporting.
   void CountStalls() {
     if (options_.mode == Mode::kIdle) return;
+    const double window_ns = static_cast<double>(timeline_.end - timeline_.measure);
+    const double little_ns =
+        counters_.measured > 0 ? conns_.size() * window_ns / counters_.measured : 1e18;
+    const double expected_ns = std::max(counters_.latency.mean(), little_ns);
     const int64_t threshold = std::max<int64_t>(
-        options_.stall_timeout_ns, static_cast<int64_t>(20 * counters_.latency.mean()));
+        options_.stall_timeout_ns, static_cast<int64_t>(std::min(20 * expected_ns, 1e18)));
     const int64_t now = MonotonicNanos();
     for (Conn& c : conns_) {
       if (c.state != State::kBusy && c.state != State::kConnecting) continue;
