@@ -62,6 +62,14 @@ class RefGuard {
   void (NetFD::*decref_)();
 };
 
+// Some VPN software once made write(2) claim more than it was given (Go #61060): stop with a clear
+// message rather than index past the caller's buffer.
+void CheckWriteCount(const char* op, size_t got, size_t asked) {
+  if (got <= asked) return;
+  std::string message = absl::StrCat("invalid return from ", op, ": got ", got, " from a write of ", asked);
+  NETPOLL_FATAL(message.c_str());
+}
+
 // Go's aLongTimeAgo: a deadline far in the past, used to cancel a pending connect.
 constexpr int64_t kLongTimeAgo = -1'000'000'000;
 
@@ -127,9 +135,21 @@ absl::Status NetFD::OsError(const char* op, platform::ErrorCode code) const {
   return Error(op, platform::ErrorToStatus(code, op));
 }
 
-PollError NetFD::WaitFor(Mode mode) {
-  if (pd_ == nullptr) return PollError::kNotPollable;
-  return pd_->Wait(mode);
+absl::Status NetFD::Prepare(Mode mode, const char* op) {
+  if (pd_ == nullptr) return absl::OkStatus();
+  PollError e = pd_->Prepare(mode);
+  return e == PollError::kNone ? absl::OkStatus() : PollErrorStatus(op, e);
+}
+
+absl::Status NetFD::AfterFailure(Mode mode, const char* op, platform::ErrorCode error) {
+  ErrorKind kind = platform::ClassifyError(error);
+  if (kind == ErrorKind::kInterrupted) return absl::OkStatus();  // Retry at once, never for close.
+  if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
+    // Park until the direction is ready; a spurious wake-up just means one more EAGAIN (R26).
+    PollError e = pd_->Wait(mode);
+    return e == PollError::kNone ? absl::OkStatus() : PollErrorStatus(op, e);
+  }
+  return OsError(op, error);
 }
 
 void NetFD::DecrefAndMaybeDestroy() {
@@ -172,9 +192,7 @@ absl::StatusOr<size_t> NetFD::Read(absl::Span<char> buffer) {
   if (!mutex_.RwLock(true)) return Error("read", ClosedError());
   LockGuard guard(this, true, &NetFD::UnlockAndMaybeDestroy);
   if (buffer.empty()) return 0;
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kRead); e != PollError::kNone) return PollErrorStatus("read", e);
-  }
+  if (absl::Status s = Prepare(Mode::kRead, "read"); !s.ok()) return s;
   if (stream() && buffer.size() > kMaxReadWrite) buffer = buffer.first(kMaxReadWrite);
   for (;;) {
     platform::SysResult<size_t> r = syscalls().read(handle_, buffer);
@@ -182,13 +200,7 @@ absl::StatusOr<size_t> NetFD::Read(absl::Span<char> buffer) {
       if (r.value == 0 && stream()) return EofError();  // R34; a datagram may be empty.
       return r.value;
     }
-    ErrorKind kind = platform::ClassifyError(r.error);
-    if (kind == ErrorKind::kInterrupted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kRead); e != PollError::kNone) return PollErrorStatus("read", e);
-      continue;
-    }
-    return OsError("read", r.error);
+    if (absl::Status s = AfterFailure(Mode::kRead, "read", r.error); !s.ok()) return s;
   }
 }
 
@@ -210,70 +222,42 @@ absl::StatusOr<size_t> NetFD::ReadV(absl::Span<const absl::Span<char>> buffers) 
     total += size;
   }
   if (count == 0) return 0;
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kRead); e != PollError::kNone) return PollErrorStatus("read", e);
-  }
+  if (absl::Status s = Prepare(Mode::kRead, "read"); !s.ok()) return s;
   for (;;) {
     platform::SysResult<size_t> r = syscalls().readv(handle_, absl::MakeConstSpan(iov, count));
     if (r.ok()) {
       if (r.value == 0 && stream()) return EofError();
       return r.value;
     }
-    ErrorKind kind = platform::ClassifyError(r.error);
-    if (kind == ErrorKind::kInterrupted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kRead); e != PollError::kNone) return PollErrorStatus("read", e);
-      continue;
-    }
-    return OsError("readv", r.error);
+    if (absl::Status s = AfterFailure(Mode::kRead, "readv", r.error); !s.ok()) return s;
   }
 }
 
 WriteResult NetFD::Write(absl::Span<const char> data) {
   if (!mutex_.RwLock(false)) return {0, Error("write", ClosedError())};
   LockGuard guard(this, false, &NetFD::UnlockAndMaybeDestroy);
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kWrite); e != PollError::kNone) {
-      return {0, PollErrorStatus("write", e)};
-    }
-  }
+  if (absl::Status s = Prepare(Mode::kWrite, "write"); !s.ok()) return {0, s};
   size_t written = 0;
   for (;;) {
     size_t chunk = data.size() - written;
     if (stream() && chunk > kMaxReadWrite) chunk = kMaxReadWrite;
     platform::SysResult<size_t> r = syscalls().write(handle_, data.subspan(written, chunk));
     if (r.ok()) {
-      if (r.value > chunk) {
-        // Some VPN software once made write(2) claim more than it was given (Go #61060).
-        std::string message = absl::StrCat("invalid return from write: got ", r.value,
-                                           " from a write of ", chunk);
-        NETPOLL_FATAL(message.c_str());
-      }
+      CheckWriteCount("write", r.value, chunk);
       written += r.value;
       if (written == data.size()) return {written, absl::OkStatus()};  // Also a 0-byte write.
       if (r.value == 0) return {written, Error("write", absl::DataLossError("unexpected EOF"))};
       continue;
     }
-    ErrorKind kind = platform::ClassifyError(r.error);
-    if (kind == ErrorKind::kInterrupted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kWrite); e != PollError::kNone) {
-        return {written, PollErrorStatus("write", e)};  // R35: partial count + the error.
-      }
-      continue;
-    }
-    return {written, OsError("write", r.error)};
+    // A wait that fails (deadline, close) reports the bytes already written with it (R35).
+    if (absl::Status s = AfterFailure(Mode::kWrite, "write", r.error); !s.ok()) return {written, s};
   }
 }
 
 WriteResult NetFD::WriteV(absl::Span<const absl::Span<const char>> buffers) {
   if (!mutex_.RwLock(false)) return {0, Error("write", ClosedError())};
   LockGuard guard(this, false, &NetFD::UnlockAndMaybeDestroy);
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kWrite); e != PollError::kNone) {
-      return {0, PollErrorStatus("write", e)};
-    }
-  }
+  if (absl::Status s = Prepare(Mode::kWrite, "write"); !s.ok()) return {0, s};
   constexpr size_t kBatch = 64;
   const size_t max_batch = kBatch < platform::MaxIoBuffers() ? kBatch : platform::MaxIoBuffers();
   size_t total = 0;
@@ -299,11 +283,7 @@ WriteResult NetFD::WriteV(absl::Span<const absl::Span<const char>> buffers) {
     }
     platform::SysResult<size_t> r = syscalls().writev(handle_, absl::MakeConstSpan(iov, count));
     if (r.ok()) {
-      if (r.value > batch_bytes) {
-        std::string message = absl::StrCat("invalid return from writev: got ", r.value,
-                                           " from a write of ", batch_bytes);
-        NETPOLL_FATAL(message.c_str());
-      }
+      CheckWriteCount("writev", r.value, batch_bytes);
       if (r.value == 0) return {total, Error("write", absl::DataLossError("unexpected EOF"))};
       total += r.value;
       // Consume the written prefix.
@@ -321,24 +301,15 @@ WriteResult NetFD::WriteV(absl::Span<const absl::Span<const char>> buffers) {
       }
       continue;
     }
-    ErrorKind kind = platform::ClassifyError(r.error);
-    if (kind == ErrorKind::kInterrupted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kWrite); e != PollError::kNone) {
-        return {total, PollErrorStatus("write", e)};
-      }
-      continue;
-    }
-    return {total, OsError("writev", r.error)};
+    // A wait that fails (deadline, close) reports the bytes already written with it (R35).
+    if (absl::Status s = AfterFailure(Mode::kWrite, "writev", r.error); !s.ok()) return {total, s};
   }
 }
 
 absl::StatusOr<ReadFromResult> NetFD::ReadFrom(absl::Span<char> buffer) {
   if (!mutex_.RwLock(true)) return Error("read", ClosedError());
   LockGuard guard(this, true, &NetFD::UnlockAndMaybeDestroy);
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kRead); e != PollError::kNone) return PollErrorStatus("read", e);
-  }
+  if (absl::Status s = Prepare(Mode::kRead, "read"); !s.ok()) return s;
   for (;;) {
     ReadFromResult result;
     platform::SysResult<size_t> r = syscalls().recvfrom(handle_, buffer, &result.from);
@@ -347,41 +318,25 @@ absl::StatusOr<ReadFromResult> NetFD::ReadFrom(absl::Span<char> buffer) {
       result.bytes = r.value;
       return result;
     }
-    ErrorKind kind = platform::ClassifyError(r.error);
-    if (kind == ErrorKind::kInterrupted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kRead); e != PollError::kNone) return PollErrorStatus("read", e);
-      continue;
-    }
-    return OsError("recvfrom", r.error);
+    if (absl::Status s = AfterFailure(Mode::kRead, "recvfrom", r.error); !s.ok()) return s;
   }
 }
 
 absl::StatusOr<size_t> NetFD::WriteTo(absl::Span<const char> data, const platform::SocketAddress& to) {
   if (!mutex_.RwLock(false)) return Error("write", ClosedError());
   LockGuard guard(this, false, &NetFD::UnlockAndMaybeDestroy);
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kWrite); e != PollError::kNone) return PollErrorStatus("write", e);
-  }
+  if (absl::Status s = Prepare(Mode::kWrite, "write"); !s.ok()) return s;
   for (;;) {
     platform::SysResult<size_t> r = syscalls().sendto(handle_, data, to);
     if (r.ok()) return r.value;  // Datagrams are all or nothing.
-    ErrorKind kind = platform::ClassifyError(r.error);
-    if (kind == ErrorKind::kInterrupted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kWrite); e != PollError::kNone) return PollErrorStatus("write", e);
-      continue;
-    }
-    return OsError("sendto", r.error);
+    if (absl::Status s = AfterFailure(Mode::kWrite, "sendto", r.error); !s.ok()) return s;
   }
 }
 
 absl::StatusOr<std::unique_ptr<NetFD>> NetFD::Accept() {
   if (!mutex_.RwLock(true)) return Error("accept", ClosedError());
   LockGuard guard(this, true, &NetFD::UnlockAndMaybeDestroy);
-  if (pd_ != nullptr) {
-    if (PollError e = pd_->Prepare(Mode::kRead); e != PollError::kNone) return PollErrorStatus("accept", e);
-  }
+  if (absl::Status s = Prepare(Mode::kRead, "accept"); !s.ok()) return s;
   for (;;) {
     platform::SocketAddress peer;
     platform::SysResult<platform::SocketHandle> r = syscalls().accept(handle_, &peer);
@@ -392,14 +347,9 @@ absl::StatusOr<std::unique_ptr<NetFD>> NetFD::Accept() {
       (*child)->SetAddresses(local.ok() ? local.value : platform::SocketAddress(), peer);
       return child;
     }
-    ErrorKind kind = platform::ClassifyError(r.error);
     // A connection reset while it sat in the queue is not the caller's business (R37).
-    if (kind == ErrorKind::kInterrupted || kind == ErrorKind::kConnectionAborted) continue;
-    if (kind == ErrorKind::kWouldBlock && pd_ != nullptr) {
-      if (PollError e = pd_->Wait(Mode::kRead); e != PollError::kNone) return PollErrorStatus("accept", e);
-      continue;
-    }
-    return OsError("accept", r.error);
+    if (platform::ClassifyError(r.error) == ErrorKind::kConnectionAborted) continue;
+    if (absl::Status s = AfterFailure(Mode::kRead, "accept", r.error); !s.ok()) return s;
   }
 }
 

@@ -155,8 +155,11 @@ class NetFD {
   absl::Status Error(const char* op, const absl::Status& cause) const;
   absl::Status PollErrorStatus(const char* op, poller::PollError error) const;
   absl::Status OsError(const char* op, platform::ErrorCode code) const;
-  // Parks until the direction is ready after EAGAIN; kNone means "retry the syscall".
-  poller::PollError WaitFor(poller::Mode mode);
+  // Before a syscall: the closing/deadline error of `mode`, or OK (having reset its readiness).
+  absl::Status Prepare(poller::Mode mode, const char* op);
+  // After a syscall in `mode` failed with `error`: OK to retry it (EINTR; EAGAIN once the
+  // descriptor is ready again), else the error to return.
+  absl::Status AfterFailure(poller::Mode mode, const char* op, platform::ErrorCode error);
   bool stream() const { return type_ != platform::SocketType::kDatagram; }
 
   platform::SocketHandle handle_;
