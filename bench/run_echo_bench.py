@@ -33,8 +33,8 @@ Method:
 
 Output: a Markdown table on stdout (each figure with its ratio to the baseline), and under
 bench/results/: echo-STAMP.md, echo-STAMP.csv (every run), echo-STAMP.json (runs + medians) and
-echo-STAMP.png (requests/s by configuration, servers side by side; needs gnuplot:
-apt-get install gnuplot-nox). Binaries are built with ./bazelw build --config=opt.
+echo-STAMP.png (requests/s by configuration, servers side by side, drawn from echo-STAMP.dat;
+needs gnuplot: apt-get install gnuplot-nox). Binaries are built with ./bazelw build --config=opt.
 
 Exit status: 0 if every run was clean; 1 if any run reported an error (a mismatch above all).
 Only the Python standard library is used.
