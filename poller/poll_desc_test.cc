@@ -725,7 +725,9 @@ TEST_F(PollDescStress, R3_PrepareSyscallWaitAgainstRealEdges) {
     }
   });
   for (int i = 0; i < kBytes; ++i) {
-    ASSERT_EQ(write(peer_, "x", 1), 1);
+    // The socket is non-blocking: if a slow reader (a sanitizer build) lets the buffer fill up,
+    // wait for it to drain some, bounded.
+    ASSERT_TRUE(WaitUntil([&] { return write(peer_, "x", 1) == 1; })) << "byte " << i;
     if (i % 7 == 0) std::this_thread::yield();
   }
   reader.Join();

@@ -132,12 +132,24 @@ void Fiber::Park(CommitFn commit_fn, void* arg, const poller::WaitReason& why) {
 
 void Fiber::Ready() {
   state.store(State::kRunnable, std::memory_order_relaxed);
+  // Read what we need from the fiber first: once it is on a queue another worker may run it to
+  // completion and reuse its stack (where this object lives) before this function returns.
+  RuntimeImpl* runtime = runtime_;
   Worker* worker = CurrentWorker();
-  if (worker != nullptr && worker->runtime == runtime_) {
+  if (worker != nullptr && worker->runtime == runtime) {
+    if (worker->dispatching_batch) {
+      // Part of a poll's or a timer run's batch: queued in order; RunReady wakes a helper once.
+      worker->PushFair(this);
+      ++worker->batch_size;
+      return;
+    }
     worker->PushLocal(this, /*run_next=*/true);
-    runtime_->MaybeWakeForLocalWork();
+    // Readied by a running fiber, it waits until that fiber parks: an idle worker may take it
+    // sooner (Go's wakep). Readied from scheduler code (a park's commit), this worker runs it
+    // next, so waking anyone would only cost a futex call.
+    if (worker->current.load(std::memory_order_relaxed) != nullptr) runtime->MaybeWakeForLocalWork();
   } else {
-    runtime_->PushGlobal(this);
+    runtime->PushGlobal(this);
   }
 }
 
@@ -160,9 +172,10 @@ void Worker::Join() {
 
 void Worker::PushLocal(Fiber* fiber, bool run_next) {
   if (run_next) {
-    // Readied fibers run next: the one just woken is the one whose data is hot (Go's runnext).
-    // acq_rel: publishes `fiber` and takes the previous occupant.
-    fiber = run_next_.exchange(fiber, std::memory_order_acq_rel);
+    // A fiber readied by a running one runs next: its data is hot (Go's runnext).
+    // seq_cst: publishes `fiber` (and takes the previous occupant) before the caller looks for an
+    // idle worker to wake, against an idle worker that registers and then looks here.
+    fiber = run_next_.exchange(fiber, std::memory_order_seq_cst);
     if (fiber == nullptr) return;
   }
   if (queue.Push(fiber)) return;
@@ -172,8 +185,18 @@ void Worker::PushLocal(Fiber* fiber, bool run_next) {
   runtime->global.PushChain(chain, tail, count);
 }
 
-bool Worker::HasQueuedWork() const {
-  return !queue.empty() || run_next_.load(std::memory_order_seq_cst) != nullptr;
+void Worker::PushFair(Fiber* fiber) {
+  // Behind the global queue if it holds anything (it is older than what we are readying now), or
+  // if our queue is full; never spill older local work behind newer.
+  if (!runtime->global.empty() || !queue.Push(fiber)) runtime->global.Push(fiber);
+}
+
+bool Worker::HasStealableWork() const {
+  // seq_cst: the idle worker's half of the handshake with PushLocal's exchange (see the header).
+  // runnext first: seeing a fiber there (acquire) also shows the `current` set before it.
+  if (!queue.empty()) return true;
+  return run_next_.load(std::memory_order_seq_cst) != nullptr &&
+         current.load(std::memory_order_seq_cst) != nullptr;
 }
 
 Fiber* Worker::StealRunNext() {
@@ -229,8 +252,14 @@ void Worker::Execute(Fiber* fiber) {
 }
 
 void Worker::RunReady(poller::ReadyList& ready) {
-  // Readying from this worker's thread puts the fibers on this worker's queue.
+  if (ready.empty()) return;
+  // A batch (a poll's events, due timers) is queued in order behind older work (PushFair).
+  dispatching_batch = true;
+  batch_size = 0;
   poller::Poller::Get().ReadyAll(ready);
+  dispatching_batch = false;
+  // This worker takes the first; more than that is work for an idle worker.
+  if (batch_size > 1) runtime->MaybeWakeForLocalWork();
 }
 
 void Worker::StopSpinning() {
@@ -288,8 +317,10 @@ Fiber* Worker::FindRunnable() {
     if (Fiber* fiber = run_next_.exchange(nullptr, std::memory_order_acq_rel)) return fiber;
     if (Fiber* fiber = queue.Pop()) return fiber;
     if (Fiber* fiber = runtime->global.PopBatch(queue, LocalRunQueue::kCapacity / 2)) return fiber;
-    // Out of queued work: take whatever I/O is ready, without blocking.
-    if (poller.waiters() > 0) {
+    // Out of queued work: take whatever I/O is ready, without blocking, if another thread blocks
+    // in the poller (otherwise Idle() below blocks there itself, and a blocking poll returns at
+    // once when something is ready: a non-blocking one first would be a wasted syscall).
+    if (poller.waiters() > 0 && poller.poll_owned()) {
       poller::ReadyList ready;
       poller.Poll(0, &ready);
       poller_polls.fetch_add(1, std::memory_order_relaxed);
@@ -353,10 +384,7 @@ void Worker::Idle() {
       poller.Poll(-1, &ready);
       poller_waits.fetch_add(1, std::memory_order_relaxed);
       runtime->polling_.fetch_sub(1, std::memory_order_seq_cst);
-      int readied = ready.size();
-      RunReady(ready);
-      // More than we will run at once: let an idle worker steal some (and become the next poller).
-      if (readied > 1) runtime->MaybeWakeForLocalWork();
+      RunReady(ready);  // Wakes an idle worker if it readied more than this worker takes at once.
     } else {
       runtime->polling_.fetch_sub(1, std::memory_order_seq_cst);
     }
@@ -407,7 +435,7 @@ void RuntimeImpl::PushGlobal(Fiber* fiber) {
 bool RuntimeImpl::AnyQueuedWork() const {
   if (!global.empty()) return true;
   for (const auto& worker : workers_) {
-    if (worker->HasQueuedWork()) return true;
+    if (worker->HasStealableWork()) return true;
   }
   return false;
 }

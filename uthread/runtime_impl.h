@@ -56,8 +56,20 @@ class Worker {
 
   // From this worker's own thread only.
   void PushLocal(Fiber* fiber, bool run_next);
+  // From this worker's own thread: a fiber readied as part of a batch (a poll's events, due
+  // timers) goes behind everything already waiting, locally or globally, so that under load
+  // every connection is served in turn (FIFO) and none starves behind newer arrivals.
+  void PushFair(Fiber* fiber);
 
-  bool HasQueuedWork() const;
+  // Work of this worker that others may steal: its queue, and its runnext slot while it runs a
+  // fiber (otherwise it is between fibers, awake, and takes runnext next itself: counting that
+  // would make an idle worker spin on work it may not take).
+  bool HasStealableWork() const;
+
+  // True while this worker readies a batch (see PushFair), and how many it readied; Fiber::Ready
+  // reads and counts them.
+  bool dispatching_batch = false;
+  int batch_size = 0;
   // Takes the runnext fiber of this worker if it is busy running another fiber (so it is not stolen
   // from under a worker about to run it).
   Fiber* StealRunNext();
@@ -116,6 +128,7 @@ class RuntimeImpl {
       WakeOne();
     }
   }
+  // Work some idle worker could take: the global queue or any worker's stealable work.
   bool AnyQueuedWork() const;
   // The fiber has returned: free it and account for it.
   void FiberExited(Fiber* fiber);

@@ -295,6 +295,7 @@ TEST(Runtime, ShutdownDeadlineReportsWhatIsStillRunning) {
   auto runtime = StartRuntime(1);
   poller::WaiterSemaphore sem;
   ASSERT_TRUE(runtime->Go([&] { sem.Acquire("test semaphore"); }).ok());
+  ASSERT_TRUE(WaitUntil([&] { return runtime->DumpFibers().find("parked") != std::string::npos; }));
   absl::Status early = runtime->Shutdown(absl::Now() + absl::Milliseconds(20));
   EXPECT_EQ(early.code(), absl::StatusCode::kDeadlineExceeded);
   EXPECT_NE(early.message().find("parked: test semaphore"), absl::string_view::npos) << early;

@@ -36,6 +36,10 @@ TEST(EnableFiberDumpOnSignalDeathTest, PrintsTheDump) {
         auto runtime = Runtime::Start({.workers = 1});
         Channel<int> never;
         (*runtime)->Go([&] { never.Receive(); }).IgnoreError();
+        // Raise only once the fiber is parked, so the dump has something to say about it.
+        for (int i = 0; i < 10000 && (*runtime)->DumpFibers().find("parked") == std::string::npos; ++i) {
+          netpoll::SleepFor(absl::Milliseconds(1));
+        }
         raise(SIGWINCH);
         // Give the signal thread time to print, bounded, then die so the output is checked.
         netpoll::SleepFor(absl::Seconds(2));
