@@ -58,7 +58,7 @@ Fiber* LocalRunQueue::SpillHalf(Fiber* extra, uint32_t* count, Fiber** chain_tai
   uint32_t head = head_.load(std::memory_order_acquire);
   uint32_t tail = tail_.load(std::memory_order_relaxed);
   uint32_t n = (tail - head) / 2;
-  Fiber* batch[kCapacity / 2];
+  Fiber* batch[kCapacity / 2];  // 16 KiB: runs on the worker's own (thread) stack.
   for (uint32_t i = 0; i < n; ++i) batch[i] = slots_[(head + i) % kCapacity].load(std::memory_order_relaxed);
   if (n == 0 || !head_.compare_exchange_strong(head, head + n, std::memory_order_acq_rel)) {
     // Stealers emptied it meanwhile; only `extra` goes out (the caller retries its push otherwise).
