@@ -26,14 +26,17 @@ const SocketAddress& EmptyAddress() {
 // Go's default TCP keep-alive period.
 constexpr int kDefaultKeepAliveSeconds = 15;
 
-// Options every dialled or accepted TCP connection starts with (Go's defaults).
-void ApplyTcpDefaults(netfd::NetFD& fd) {
-  fd.Control("setsockopt", [](platform::SocketHandle h) { return platform::SetNoDelay(h, true); }).IgnoreError();
-  fd.Control("setsockopt", [](platform::SocketHandle h) {
-      platform::ErrorCode e = platform::SetKeepAlive(h, true);
-      return e != 0 ? e : platform::SetKeepAlivePeriod(h, kDefaultKeepAliveSeconds);
-    }).IgnoreError();
+// The options every dialled or accepted TCP connection starts with (Go's defaults), set on a
+// socket. 0 if all took.
+platform::ErrorCode SetTcpDefaults(platform::SocketHandle h) {
+  platform::ErrorCode e = platform::SetNoDelay(h, true);
+  if (e == 0) e = platform::SetKeepAlive(h, true);
+  if (e == 0) e = platform::SetKeepAlivePeriod(h, kDefaultKeepAliveSeconds);
+  return e;
 }
+
+// Best effort, as in Go: a connection that cannot take them is still a connection.
+void ApplyTcpDefaults(netfd::NetFD& fd) { fd.Control("setsockopt", &SetTcpDefaults).IgnoreError(); }
 
 // A socket of the address's family and the network's type, wrapped (unregistered) in a NetFD.
 absl::StatusOr<std::unique_ptr<netfd::NetFD>> NewSocket(Network network, const SocketAddress& address,
@@ -201,7 +204,7 @@ absl::StatusOr<Conn> Listener::Accept() {
   absl::StatusOr<std::unique_ptr<netfd::NetFD>> fd = fd_->Accept();
   if (!fd.ok()) return fd.status();
   Conn conn(std::move(*fd), network_);
-  if (conn.is_tcp()) ApplyTcpDefaults(*conn.fd_);
+  if (conn.is_tcp() && !tcp_defaults_inherited_) ApplyTcpDefaults(*conn.fd_);
   return conn;
 }
 
@@ -240,6 +243,10 @@ absl::StatusOr<Listener> Listen(absl::string_view network_name, absl::string_vie
   if (!fd.ok()) return fd.status();
   platform::SocketHandle handle = (*fd)->handle_for_testing();
   if (!IsUnix(*network)) platform::SetReuseAddress(handle, true);  // Rebind right after a restart.
+  // Where accepted sockets inherit them, the TCP defaults are set here once, not per Accept (a
+  // listener that cannot take them leaves the work to Accept).
+  const bool tcp_defaults_inherited = platform::kAcceptedSocketsInheritTcpOptions && !IsUnix(*network) &&
+                                      SetTcpDefaults(handle) == 0;
   if (platform::ErrorCode e = platform::Bind(handle, bind_to); e != 0) {
     return OpError("listen", NetworkName(*network), "", where, platform::ErrorToStatus(e, "bind"));
   }
@@ -253,7 +260,7 @@ absl::StatusOr<Listener> Listen(absl::string_view network_name, absl::string_vie
   platform::SysResult<SocketAddress> local = platform::GetLocalAddress(handle);
   (*fd)->SetAddresses(local.ok() ? local.value : bind_to, SocketAddress());
   std::string unix_path = IsUnix(*network) ? bind_to.unix_path() : std::string();
-  return Listener(std::move(*fd), *network, std::move(unix_path));
+  return Listener(std::move(*fd), *network, std::move(unix_path), tcp_defaults_inherited);
 }
 
 absl::StatusOr<Conn> ListenPacket(absl::string_view network_name, absl::string_view address) {

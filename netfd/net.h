@@ -152,12 +152,15 @@ class Listener {
 
  private:
   friend absl::StatusOr<Listener> Listen(absl::string_view, absl::string_view);
-  Listener(std::unique_ptr<netfd::NetFD> fd, Network network, std::string unix_path)
-      : fd_(std::move(fd)), network_(network), unix_path_(std::move(unix_path)) {}
+  Listener(std::unique_ptr<netfd::NetFD> fd, Network network, std::string unix_path, bool tcp_defaults_inherited)
+      : fd_(std::move(fd)), network_(network), unix_path_(std::move(unix_path)),
+        tcp_defaults_inherited_(tcp_defaults_inherited) {}
 
   std::unique_ptr<netfd::NetFD> fd_;
   Network network_ = Network::kTcp;
   std::string unix_path_;  // Removed on Close.
+  // Accepted TCP connections already carry the default options (set on the listening socket).
+  bool tcp_defaults_inherited_ = false;
 };
 
 // Listens on a stream network: "tcp", "tcp4", "tcp6", "unix", "unixpacket". Port 0 picks a free

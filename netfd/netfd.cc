@@ -333,6 +333,15 @@ absl::StatusOr<size_t> NetFD::WriteTo(absl::Span<const char> data, const platfor
   }
 }
 
+platform::SocketAddress NetFD::AcceptedLocalAddress(platform::SocketHandle accepted) const {
+  // A listener bound to one IP address and port accepts every connection on exactly that address,
+  // so only a wildcard listener (or one whose address is unknown) needs the getsockname.
+  const bool ip = local_.family() == platform::AddressFamily::kIPv4 || local_.family() == platform::AddressFamily::kIPv6;
+  if (ip && !local_.ip().IsUnspecified() && local_.port() != 0) return local_;
+  platform::SysResult<platform::SocketAddress> local = platform::GetLocalAddress(accepted);
+  return local.ok() ? local.value : platform::SocketAddress();
+}
+
 absl::StatusOr<std::unique_ptr<NetFD>> NetFD::Accept() {
   if (!mutex_.RwLock(true)) return Error("accept", ClosedError());
   LockGuard guard(this, true, &NetFD::UnlockAndMaybeDestroy);
@@ -343,8 +352,7 @@ absl::StatusOr<std::unique_ptr<NetFD>> NetFD::Accept() {
     if (r.ok()) {
       absl::StatusOr<std::unique_ptr<NetFD>> child = New(r.value, type_, net_, /*register_now=*/true);
       if (!child.ok()) return Error("accept", child.status());
-      platform::SysResult<platform::SocketAddress> local = platform::GetLocalAddress(r.value);
-      (*child)->SetAddresses(local.ok() ? local.value : platform::SocketAddress(), peer);
+      (*child)->SetAddresses(AcceptedLocalAddress(r.value), peer);
       return child;
     }
     // A connection reset while it sat in the queue is not the caller's business (R37).

@@ -161,6 +161,8 @@ class NetFD {
   // descriptor is ready again), else the error to return.
   absl::Status AfterFailure(poller::Mode mode, const char* op, platform::ErrorCode error);
   bool stream() const { return type_ != platform::SocketType::kDatagram; }
+  // The local address of a socket this listener accepted.
+  platform::SocketAddress AcceptedLocalAddress(platform::SocketHandle accepted) const;
 
   platform::SocketHandle handle_;
   const platform::SocketType type_;

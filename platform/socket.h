@@ -89,6 +89,15 @@ ErrorCode SetNoDelay(SocketHandle handle, bool enable);          // TCP_NODELAY
 ErrorCode SetKeepAlive(SocketHandle handle, bool enable);        // SO_KEEPALIVE
 // Idle time before the first probe and the interval between probes, in whole seconds (>= 1).
 ErrorCode SetKeepAlivePeriod(SocketHandle handle, int seconds);
+// Whether a connection accepted from a TCP listener starts with the listener's TCP_NODELAY and
+// keep-alive settings (SO_KEEPALIVE and the period). On Linux the accepted socket is a copy of the
+// listening one, so options set once on the listener spare every accept their setsockopt calls.
+// Elsewhere (not relied on): set them on each accepted socket.
+#if defined(NETPOLL_OS_LINUX)
+inline constexpr bool kAcceptedSocketsInheritTcpOptions = true;
+#else
+inline constexpr bool kAcceptedSocketsInheritTcpOptions = false;
+#endif
 ErrorCode SetReuseAddress(SocketHandle handle, bool enable);     // SO_REUSEADDR
 ErrorCode SetReusePort(SocketHandle handle, bool enable);        // SO_REUSEPORT
 ErrorCode SetIPv6Only(SocketHandle handle, bool enable);         // IPV6_V6ONLY

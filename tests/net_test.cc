@@ -4,6 +4,8 @@
 #include "netfd/net.h"
 
 #include <dirent.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -390,6 +392,36 @@ TEST_P(NetTest, AddressesOfBothEnds) {
   EXPECT_EQ(client->network(), "tcp");
 }
 
+// Go's defaults on both ends of a TCP connection: no Nagle delay, keep-alive probes after 15 s
+// idle. (On Linux an accepted socket gets them from its listener, set once in Listen.)
+void ExpectTcpDefaults(const Conn& conn) {
+  int fd = conn.netfd_for_testing()->handle_for_testing();
+  int value = 0;
+  socklen_t length = sizeof value;
+  ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &value, &length), 0);
+  EXPECT_NE(value, 0) << "TCP_NODELAY";
+  ASSERT_EQ(getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &value, &length), 0);
+  EXPECT_NE(value, 0) << "SO_KEEPALIVE";
+  ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &value, &length), 0);
+  EXPECT_EQ(value, 15) << "TCP_KEEPIDLE";
+  ASSERT_EQ(getsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &value, &length), 0);
+  EXPECT_EQ(value, 15) << "TCP_KEEPINTVL";
+}
+
+TEST_P(NetTest, TcpConnectionsStartWithGoDefaults) {
+  for (const char* address : {"127.0.0.1:0", "[::1]:0", ":0"}) {
+    SCOPED_TRACE(address);
+    absl::StatusOr<Listener> listener = Listen("tcp", address);
+    ASSERT_TRUE(listener.ok()) << listener.status();
+    absl::StatusOr<Conn> client = Dial("tcp", DialAddress(*listener));
+    ASSERT_TRUE(client.ok()) << client.status();
+    absl::StatusOr<Conn> server = listener->Accept();
+    ASSERT_TRUE(server.ok()) << server.status();
+    ExpectTcpDefaults(*client);
+    ExpectTcpDefaults(*server);
+  }
+}
+
 TEST_P(NetTest, DualStackListenerServesIPv4AndIPv6) {
   absl::StatusOr<Listener> listener = Listen("tcp", ":0");
   ASSERT_TRUE(listener.ok()) << listener.status();
@@ -399,6 +431,12 @@ TEST_P(NetTest, DualStackListenerServesIPv4AndIPv6) {
     ASSERT_TRUE(client.ok()) << address << ": " << client.status();
     absl::StatusOr<Conn> server = listener->Accept();
     ASSERT_TRUE(server.ok());
+    // A wildcard listener's connections report the address they really arrived on (an IPv4 peer
+    // appears in its IPv4-mapped IPv6 form on this IPv6 socket).
+    EXPECT_FALSE(server->LocalAddr().ip().IsUnspecified()) << server->LocalAddr().ToString();
+    EXPECT_TRUE(server->LocalAddr().ip().IsLoopback()) << server->LocalAddr().ToString();
+    EXPECT_EQ(server->LocalAddr().port(), client->RemoteAddr().port());
+    EXPECT_EQ(server->RemoteAddr().port(), client->LocalAddr().port());
   }
 }
 

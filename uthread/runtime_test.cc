@@ -9,12 +9,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "gtest/gtest.h"
 #include "platform/clock.h"
 #include "platform/socket.h"
 #include "poller/blocking.h"
 #include "poller/poller.h"
 #include "poller/semaphore.h"
+#include "poller/test_hooks.h"
 #include "tests/util/sync.h"
 #include "uthread/fiber_local.h"
 #include "uthread/runtime_impl.h"
@@ -364,6 +366,65 @@ TEST(Runtime, R30_EarlierDeadlineWakesTheWorkerInThePoller) {
   int64_t start = MonotonicNanos();
   (*pd)->SetDeadline(poller::DeadlineAfter(1'000'000, MonotonicNanos()), poller::kRead);
   ASSERT_TRUE(runtime->Shutdown(absl::Now() + absl::Seconds(20)).ok());
+  EXPECT_EQ(result.load(), static_cast<int>(poller::PollError::kTimeout));
+  EXPECT_LT(MonotonicNanos() - start, 5'000'000'000);
+  (*pd)->Evict();
+  ASSERT_TRUE(poller::Poller::Get().Close(*pd).ok());
+  close(pair.value.first);
+  close(pair.value.second);
+}
+
+// R31 forced with the real scheduler. The poll owner has just returned from the backend: it still
+// holds the owner token but has cleared its planned wake time. A plain thread now moves a parked
+// fiber's deadline earlier. The waker must read "owner, no plan" and break the poll (one wake-up),
+// and the next poll must honour the new deadline rather than the old 60 s plan. The owner is the
+// only worker, or the process's background poll thread if an earlier test started it (then the
+// worker parks and relies on that thread to ready its fiber, which is the same race).
+std::atomic<bool> r31_hold{false};
+Event* r31_in_window = nullptr;
+Event* r31_armed = nullptr;
+
+void HoldWorkerInPollReleaseWindow(poller::HookPoint point, poller::PollDesc*) {
+  if (point != poller::HookPoint::kPollBeforeRelease) return;
+  if (!r31_hold.exchange(false)) return;  // Only the first poll after the test asked.
+  r31_in_window->Notify();
+  EXPECT_TRUE(r31_armed->WaitFor()) << "the test thread never armed its deadline";
+}
+
+TEST(Runtime, R31_DeadlineSetWhileTheWorkerReturnsFromThePoller) {
+  auto runtime = StartRuntime(1);
+  auto pair = platform::CreateSocketPair(platform::SocketType::kStream);
+  ASSERT_TRUE(pair.ok());
+  absl::StatusOr<poller::PollDesc*> pd = poller::Poller::Get().Open(pair.value.first);
+  ASSERT_TRUE(pd.ok());
+  (*pd)->SetDeadline(poller::DeadlineAfter(60'000'000'000, MonotonicNanos()), poller::kRead);
+  std::atomic<int> result{-1};
+  ASSERT_TRUE(runtime->Go([&] {
+    (*pd)->Prepare(poller::kRead);
+    result = static_cast<int>((*pd)->Wait(poller::kRead));
+  }).ok());
+  ASSERT_TRUE(WaitUntil([&] {
+    return poller::Poller::Get().poll_owned() && poller::Poller::Get().poll_until() > MonotonicNanos() + 30'000'000'000;
+  }));
+  Event in_window, armed;
+  r31_in_window = &in_window;
+  r31_armed = &armed;
+  r31_hold = true;
+  poller::SetTestHook(&HoldWorkerInPollReleaseWindow);
+  absl::Cleanup remove_hook = [&] {
+    armed.Notify();  // Never leave the owner held if an assertion below returns early.
+    poller::SetTestHook(nullptr);
+  };
+  poller::Poller::Get().Wakeup();  // The worker returns from the backend into the window.
+  ASSERT_TRUE(in_window.WaitFor());
+  EXPECT_TRUE(poller::Poller::Get().poll_owned());
+  EXPECT_EQ(poller::Poller::Get().poll_until(), 0);
+  uint64_t wakeups = poller::Poller::Get().stats().wakeups;
+  int64_t start = MonotonicNanos();
+  (*pd)->SetDeadline(poller::DeadlineAfter(1'000'000, MonotonicNanos()), poller::kRead);
+  EXPECT_EQ(poller::Poller::Get().stats().wakeups, wakeups + 1);  // Saw "owner, no plan": broke the poll.
+  armed.Notify();
+  ASSERT_TRUE(runtime->Shutdown(absl::Now() + absl::Seconds(20)).ok()) << runtime->DumpFibers();
   EXPECT_EQ(result.load(), static_cast<int>(poller::PollError::kTimeout));
   EXPECT_LT(MonotonicNanos() - start, 5'000'000'000);
   (*pd)->Evict();
