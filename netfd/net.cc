@@ -191,6 +191,7 @@ Listener& Listener::operator=(Listener&& other) {
     fd_ = std::move(other.fd_);
     network_ = other.network_;
     unix_path_ = std::move(other.unix_path_);
+    tcp_defaults_inherited_ = other.tcp_defaults_inherited_;
   }
   return *this;
 }

@@ -346,91 +346,98 @@ TEST(Runtime, DumpShowsIoWaitWithFdAndDeadline) {
   close(pair.value.second);
 }
 
-// R30 with the real scheduler: the only worker blocks in the poller with a far timeout; a plain
-// thread then sets an earlier deadline; the worker must wake for it, not sleep to the old plan.
-TEST(Runtime, R30_EarlierDeadlineWakesTheWorkerInThePoller) {
-  auto runtime = StartRuntime(1);
-  auto pair = platform::CreateSocketPair(platform::SocketType::kStream);
-  ASSERT_TRUE(pair.ok());
-  absl::StatusOr<poller::PollDesc*> pd = poller::Poller::Get().Open(pair.value.first);
-  ASSERT_TRUE(pd.ok());
-  (*pd)->SetDeadline(poller::DeadlineAfter(60'000'000'000, MonotonicNanos()), poller::kRead);
-  std::atomic<int> result{-1};
-  ASSERT_TRUE(runtime->Go([&] {
-    (*pd)->Prepare(poller::kRead);
-    result = static_cast<int>((*pd)->Wait(poller::kRead));
-  }).ok());
-  ASSERT_TRUE(WaitUntil([&] {
-    return poller::Poller::Get().poll_owned() && poller::Poller::Get().poll_until() > MonotonicNanos() + 30'000'000'000;
-  }));
-  int64_t start = MonotonicNanos();
-  (*pd)->SetDeadline(poller::DeadlineAfter(1'000'000, MonotonicNanos()), poller::kRead);
-  ASSERT_TRUE(runtime->Shutdown(absl::Now() + absl::Seconds(20)).ok());
-  EXPECT_EQ(result.load(), static_cast<int>(poller::PollError::kTimeout));
-  EXPECT_LT(MonotonicNanos() - start, 5'000'000'000);
-  (*pd)->Evict();
-  ASSERT_TRUE(poller::Poller::Get().Close(*pd).ok());
-  close(pair.value.first);
-  close(pair.value.second);
+// The setting of R30 and R31 with the real scheduler: one worker, one fiber parked in a read wait
+// whose deadline is 60 s away, and the poll owner blocked in the backend planning to wake then.
+class RuntimeParkedReader : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    runtime_ = StartRuntime(1);
+    auto pair = platform::CreateSocketPair(platform::SocketType::kStream);
+    ASSERT_TRUE(pair.ok());
+    pair_ = pair.value;
+    absl::StatusOr<poller::PollDesc*> pd = poller::Poller::Get().Open(pair_.first);
+    ASSERT_TRUE(pd.ok());
+    pd_ = *pd;
+    pd_->SetDeadline(poller::DeadlineAfter(60'000'000'000, MonotonicNanos()), poller::kRead);
+    ASSERT_TRUE(runtime_->Go([this] {
+      pd_->Prepare(poller::kRead);
+      result_ = static_cast<int>(pd_->Wait(poller::kRead));
+    }).ok());
+    ASSERT_TRUE(WaitUntil([] {
+      return poller::Poller::Get().poll_owned() && poller::Poller::Get().poll_until() > MonotonicNanos() + 30'000'000'000;
+    }));
+  }
+
+  void TearDown() override {
+    if (pd_ != nullptr) {
+      pd_->Evict();
+      EXPECT_TRUE(poller::Poller::Get().Close(pd_).ok());
+    }
+    if (pair_.first >= 0) close(pair_.first);
+    if (pair_.second >= 0) close(pair_.second);
+  }
+
+  // Moves the parked fiber's deadline to 1 ms from now; returns when that was.
+  int64_t MoveDeadlineEarlier() {
+    int64_t now = MonotonicNanos();
+    pd_->SetDeadline(poller::DeadlineAfter(1'000'000, now), poller::kRead);
+    return now;
+  }
+
+  // The fiber must time out promptly after `moved_at` (not at the old 60 s plan).
+  void ExpectPromptTimeout(int64_t moved_at) {
+    ASSERT_TRUE(runtime_->Shutdown(absl::Now() + absl::Seconds(20)).ok()) << runtime_->DumpFibers();
+    EXPECT_EQ(result_.load(), static_cast<int>(poller::PollError::kTimeout));
+    EXPECT_LT(MonotonicNanos() - moved_at, 5'000'000'000);
+  }
+
+  std::unique_ptr<Runtime> runtime_;
+  std::pair<int, int> pair_{-1, -1};
+  poller::PollDesc* pd_ = nullptr;
+  std::atomic<int> result_{-1};
+};
+
+// R30: a plain thread sets an earlier deadline while the poll owner blocks; it must wake for it.
+TEST_F(RuntimeParkedReader, R30_EarlierDeadlineWakesTheWorkerInThePoller) {
+  ExpectPromptTimeout(MoveDeadlineEarlier());
 }
 
-// R31 forced with the real scheduler. The poll owner has just returned from the backend: it still
-// holds the owner token but has cleared its planned wake time. A plain thread now moves a parked
-// fiber's deadline earlier. The waker must read "owner, no plan" and break the poll (one wake-up),
-// and the next poll must honour the new deadline rather than the old 60 s plan. The owner is the
-// only worker, or the process's background poll thread if an earlier test started it (then the
-// worker parks and relies on that thread to ready its fiber, which is the same race).
+// R31 forced. The poll owner has just returned from the backend: it still holds the owner token
+// but has cleared its planned wake time. A plain thread now moves the deadline earlier. The waker
+// must read "owner, no plan" and break the poll (one wake-up), and the next poll must honour the
+// new deadline. The owner is the only worker, or the process's background poll thread if an
+// earlier test started it (then the worker parks and relies on that thread to ready its fiber,
+// which is the same race).
 std::atomic<bool> r31_hold{false};
 Event* r31_in_window = nullptr;
 Event* r31_armed = nullptr;
 
-void HoldWorkerInPollReleaseWindow(poller::HookPoint point, poller::PollDesc*) {
+void HoldOwnerInPollReleaseWindow(poller::HookPoint point, poller::PollDesc*) {
   if (point != poller::HookPoint::kPollBeforeRelease) return;
   if (!r31_hold.exchange(false)) return;  // Only the first poll after the test asked.
   r31_in_window->Notify();
   EXPECT_TRUE(r31_armed->WaitFor()) << "the test thread never armed its deadline";
 }
 
-TEST(Runtime, R31_DeadlineSetWhileTheWorkerReturnsFromThePoller) {
-  auto runtime = StartRuntime(1);
-  auto pair = platform::CreateSocketPair(platform::SocketType::kStream);
-  ASSERT_TRUE(pair.ok());
-  absl::StatusOr<poller::PollDesc*> pd = poller::Poller::Get().Open(pair.value.first);
-  ASSERT_TRUE(pd.ok());
-  (*pd)->SetDeadline(poller::DeadlineAfter(60'000'000'000, MonotonicNanos()), poller::kRead);
-  std::atomic<int> result{-1};
-  ASSERT_TRUE(runtime->Go([&] {
-    (*pd)->Prepare(poller::kRead);
-    result = static_cast<int>((*pd)->Wait(poller::kRead));
-  }).ok());
-  ASSERT_TRUE(WaitUntil([&] {
-    return poller::Poller::Get().poll_owned() && poller::Poller::Get().poll_until() > MonotonicNanos() + 30'000'000'000;
-  }));
+TEST_F(RuntimeParkedReader, R31_DeadlineSetWhileTheOwnerReturnsFromThePoller) {
   Event in_window, armed;
   r31_in_window = &in_window;
   r31_armed = &armed;
   r31_hold = true;
-  poller::SetTestHook(&HoldWorkerInPollReleaseWindow);
+  poller::SetTestHook(&HoldOwnerInPollReleaseWindow);
   absl::Cleanup remove_hook = [&] {
     armed.Notify();  // Never leave the owner held if an assertion below returns early.
     poller::SetTestHook(nullptr);
   };
-  poller::Poller::Get().Wakeup();  // The worker returns from the backend into the window.
+  poller::Poller::Get().Wakeup();  // The owner returns from the backend into the window.
   ASSERT_TRUE(in_window.WaitFor());
   EXPECT_TRUE(poller::Poller::Get().poll_owned());
   EXPECT_EQ(poller::Poller::Get().poll_until(), 0);
   uint64_t wakeups = poller::Poller::Get().stats().wakeups;
-  int64_t start = MonotonicNanos();
-  (*pd)->SetDeadline(poller::DeadlineAfter(1'000'000, MonotonicNanos()), poller::kRead);
+  int64_t moved_at = MoveDeadlineEarlier();
   EXPECT_EQ(poller::Poller::Get().stats().wakeups, wakeups + 1);  // Saw "owner, no plan": broke the poll.
   armed.Notify();
-  ASSERT_TRUE(runtime->Shutdown(absl::Now() + absl::Seconds(20)).ok()) << runtime->DumpFibers();
-  EXPECT_EQ(result.load(), static_cast<int>(poller::PollError::kTimeout));
-  EXPECT_LT(MonotonicNanos() - start, 5'000'000'000);
-  (*pd)->Evict();
-  ASSERT_TRUE(poller::Poller::Get().Close(*pd).ok());
-  close(pair.value.first);
-  close(pair.value.second);
+  ExpectPromptTimeout(moved_at);
 }
 
 // R29/R31/R32 unforced with the real scheduler: fibers spawned from plain threads while workers
