@@ -3,11 +3,15 @@
 // A Stack is one anonymous private mapping laid out as
 //
 //     lowest address                                                highest address
-//     [ guard page, PROT_NONE ][ usable bytes, read/write, committed on first touch ]
+//     [ guard page, no access ][ usable bytes, read/write, committed on first touch ]
 //                                                               ^ a context starts here
 //
 // Stacks grow down, so the guard page sits below the usable bytes: a fiber that overflows its
 // stack touches the guard page and faults instead of silently writing into whatever lies below.
+// On Linux 6.13+ the guard is a guard region (madvise MADV_GUARD_INSTALL), which leaves the
+// mapping whole, so a stack costs one kernel memory mapping (and adjacent stacks merge into one);
+// elsewhere it is PROT_NONE, which splits the mapping in two, so vm.max_map_count (65530 by
+// default) caps a process at about 32,000 live stacks.
 // The mapping is MAP_NORESERVE and nothing is written to it when it is made, so a 256 KiB stack
 // costs only the pages its fiber really touches (typically 2-3 pages for a connection handler).
 //
@@ -90,6 +94,10 @@ class Stack {
   size_t mapping_size_ = 0;
   uint32_t guard_slot_ = 0;  // index in the guard registry, for O(1) unregistration
 };
+
+// True while guard pages are made with PROT_NONE (each stack then costs two memory mappings);
+// false once a guard region was installed, so stacks cost at most one. For tests and diagnostics.
+bool GuardPagesSplitMappings();
 
 // How a StackPool sizes, keeps and trims its stacks.
 struct StackPoolOptions {

@@ -37,6 +37,40 @@ constexpr int kMapStack = MAP_STACK;  // Linux 6.7+: also keeps transparent huge
 constexpr int kMapStack = 0;
 #endif
 
+#if defined(NETPOLL_OS_LINUX)
+// Linux 6.13+ guard regions: the kernel marks the page's table entries so that any access faults,
+// without changing the mapping's protection. The mapping is not split, so a stack is one mapping
+// and neighbouring stacks merge into one: live fibers are no longer capped at about half of
+// vm.max_map_count. Older kernels reject the advice (EINVAL) and the guard falls back to
+// mprotect. Defined here because libc headers older than the kernel lack it.
+#if defined(MADV_GUARD_INSTALL)
+constexpr int kMadvGuardInstall = MADV_GUARD_INSTALL;
+#else
+constexpr int kMadvGuardInstall = 102;
+#endif
+#endif
+
+// Whether guard regions work here (decided by the first guard; seq_cst: rare, and simplest).
+// 0 unknown, 1 yes, 2 no.
+std::atomic<int> g_guard_regions{0};
+
+// Makes the page at `lowest` inaccessible: a guard region where the kernel has them, else
+// PROT_NONE (which costs a mapping of its own). 0 or the errno of the failed call.
+ErrorCode InstallGuardPage(void* lowest, size_t page) {
+#if defined(NETPOLL_OS_LINUX)
+  if (g_guard_regions.load(std::memory_order_seq_cst) != 2) {
+    if (madvise(lowest, page, kMadvGuardInstall) == 0) {
+      g_guard_regions.store(1, std::memory_order_seq_cst);
+      return 0;
+    }
+    const ErrorCode error = LastError();
+    if (error != EINVAL) return error;
+    g_guard_regions.store(2, std::memory_order_seq_cst);
+  }
+#endif
+  return mprotect(lowest, page, PROT_NONE) == 0 ? 0 : LastError();
+}
+
 size_t PageSize() {
   static const size_t page_size = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   return page_size;
@@ -72,8 +106,7 @@ struct GuardSlot {
 };
 
 constexpr uint32_t kSlotsPerChunk = 4096;
-// 1024 chunks of 4096 slots: 4M live stacks, far beyond vm.max_map_count (65530 mappings by
-// default, and each stack is two mappings because of its guard page).
+// 1024 chunks of 4096 slots: 4M live stacks, far beyond what memory or vm.max_map_count allow.
 constexpr uint32_t kMaxChunks = 1024;
 
 struct GuardChunk {
@@ -319,10 +352,9 @@ class ThreadAlternateStack {
       return ErrorToStatus(LastError(), "mmap of the alternate signal stack");
     }
     // A guard page below it too: a broken handler faults instead of corrupting memory.
-    if (mprotect(mapping, page, PROT_NONE) != 0) {
-      const ErrorCode error = LastError();
+    if (const ErrorCode error = InstallGuardPage(mapping, page); error != 0) {
       munmap(mapping, size);
-      return ErrorToStatus(error, "mprotect of the alternate signal stack's guard page");
+      return ErrorToStatus(error, "guard page of the alternate signal stack");
     }
     stack_t ours;
     memset(&ours, 0, sizeof(ours));
@@ -379,6 +411,8 @@ void UnpoisonForSanitizers([[maybe_unused]] const StackRegion& region) {
 
 }  // namespace
 
+bool GuardPagesSplitMappings() { return g_guard_regions.load(std::memory_order_seq_cst) != 1; }
+
 // ---------------------------------------------------------------------------------------------
 // Stack
 // ---------------------------------------------------------------------------------------------
@@ -397,19 +431,19 @@ absl::StatusOr<Stack> Stack::Allocate(size_t usable_size) {
   const size_t total = usable + page;
   void* mapping = mmap(nullptr, total, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | kMapNoReserve | kMapStack, -1, 0);
-  // ENOMEM here usually means the process ran out of memory mappings, not of memory: each stack
-  // is two (the guard page splits it), and vm.max_map_count defaults to 65530.
+  // ENOMEM here usually means the process ran out of memory mappings, not of memory: where the
+  // guard page is PROT_NONE (kernels before 6.13) each stack is two, and vm.max_map_count
+  // defaults to 65530.
   constexpr const char* kMapCountHint =
-      " (each live fiber stack uses two memory mappings; raise vm.max_map_count for more fibers)";
+      " (the process may be out of memory mappings: raise vm.max_map_count for more fibers)";
   if (mapping == MAP_FAILED) {
     const ErrorCode error = LastError();
     return ErrorToStatus(error, absl::StrCat("mmap of a ", usable, "-byte fiber stack",
                                              error == ENOMEM ? kMapCountHint : ""));
   }
-  if (mprotect(mapping, page, PROT_NONE) != 0) {
-    const ErrorCode error = LastError();
+  if (const ErrorCode error = InstallGuardPage(mapping, page); error != 0) {
     munmap(mapping, total);
-    return ErrorToStatus(error, absl::StrCat("mprotect of a fiber stack's guard page",
+    return ErrorToStatus(error, absl::StrCat("guard page of a fiber stack",
                                              error == ENOMEM ? kMapCountHint : ""));
   }
   // Relaxed: the release store of the slot in Register publishes it to the handler.

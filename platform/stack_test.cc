@@ -7,7 +7,9 @@
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
 #include <limits>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -79,6 +81,32 @@ TEST(StackTest, LayoutIsGuardPageBelowUsablePages) {
   const void* guard = stack->guard_lowest();
   *stack = Stack();  // unmaps
   EXPECT_FALSE(IsInStackGuard(guard));
+}
+
+int MappingCount() {
+  std::ifstream maps("/proc/self/maps");
+  int lines = 0;
+  for (std::string line; std::getline(maps, line);) ++lines;
+  return lines;
+}
+
+// With guard regions (Linux 6.13+) a stack is one mapping at most (neighbours merge), so live
+// fibers are not capped at half of vm.max_map_count; with PROT_NONE guards each costs two.
+TEST(StackTest, GuardRegionsKeepAStackToOneMapping) {
+  absl::StatusOr<Stack> probe = Stack::Allocate(PageSize());
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  if (GuardPagesSplitMappings()) GTEST_SKIP() << "this kernel has no guard regions (MADV_GUARD_INSTALL)";
+  constexpr int kStacks = 2000;
+  const int before = MappingCount();
+  std::vector<Stack> stacks;
+  for (int i = 0; i < kStacks; ++i) {
+    absl::StatusOr<Stack> stack = Stack::Allocate(4 * PageSize());
+    ASSERT_TRUE(stack.ok()) << stack.status();
+    static_cast<volatile char*>(stack->region().highest())[-1] = 1;  // Touched, as a fiber would.
+    stacks.push_back(*std::move(stack));
+  }
+  EXPECT_LE(MappingCount() - before, kStacks);
+  for (const Stack& stack : stacks) EXPECT_TRUE(IsInStackGuard(stack.guard_lowest()));
 }
 
 TEST(StackTest, DefaultSizeIsDocumentedSize) {

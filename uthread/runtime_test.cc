@@ -58,8 +58,9 @@ TEST(Runtime, RunsFibersAndShutsDownAfterTheyFinish) {
 }
 
 // 100,000 fibers, half spawned from a plain thread and half from a fiber (the two spawn paths), in
-// waves of 5,000: each live fiber holds a stack mapping, and the kernel's default limit of 65,530
-// mappings (two per guarded stack) caps how many can be alive at once (see RuntimeOptions).
+// waves of 5,000: on kernels before 6.13 each live fiber holds two memory mappings (stack and
+// PROT_NONE guard), and the default limit of 65,530 mappings caps how many can be alive at once
+// (see platform/stack.h); the waves also bound the test's memory.
 TEST(Runtime, AHundredThousandFibers) {
   auto runtime = StartRuntime(2);
   constexpr int kFibers = 100'000;
