@@ -82,7 +82,9 @@ class Mutex {
   }
 
   // Takes the Mutex if it is unlocked now (even if others are queued, in normal mode); never
-  // parks. Returns whether it did.
+  // parks. Returns whether it did. A fiber that retries it in a loop must Yield() between tries:
+  // in hand-off mode the Mutex already belongs to a queued fiber that cannot run while the
+  // spinners occupy every worker (fibers are not preempted).
   bool try_lock();
 
   // Releases the Mutex. Fatal if it is not locked.

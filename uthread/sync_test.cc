@@ -14,6 +14,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "uthread/runtime.h"
 #include "uthread/test_spawner.h"
 
 namespace netpoll {
@@ -74,6 +75,9 @@ TEST_P(SyncTest, MutexExcludesUnderContention) {
               mu.lock();
               break;
             }
+            // Cooperative fibers: a hand-off owner waiting in a run queue needs a free worker
+            // (without this, spinners on both workers hung the test under TSan).
+            Yield();
           }
           if (inside) ++overlaps;
           inside = true;
