@@ -44,25 +44,27 @@ struct LiveTimers {
   std::vector<poller::Timer> timers;
 };
 
-void BM_TimerModifyLater(benchmark::State& state) {
+// Re-arms random live timers at `base_ahead_ns` from now plus `step * (random % spread_ns)`.
+void ModifyRandomTimers(benchmark::State& state, uint64_t seed, int64_t base_ahead_ns, int step,
+                        uint64_t spread_ns) {
   LiveTimers live(state.range(0));
-  std::mt19937_64 rng(2);
-  int64_t base = platform::MonotonicNanos() + 7'200'000'000'000;
+  std::mt19937_64 rng(seed);
+  int64_t base = platform::MonotonicNanos() + base_ahead_ns;
   for (auto _ : state) {
     poller::Timer& t = live.timers[rng() % live.timers.size()];
-    poller::ArmTimer(&t, base + static_cast<int64_t>(rng() % 1'000'000'000'000), &NoOp, nullptr, 1);
+    poller::ArmTimer(&t, base + step * static_cast<int64_t>(rng() % spread_ns), &NoOp, nullptr, 1);
   }
+}
+
+// Later: the timer moves behind every live one (LiveTimers sit 1 h to 1 h 17 min ahead): it sinks.
+void BM_TimerModifyLater(benchmark::State& state) {
+  ModifyRandomTimers(state, 2, 7'200'000'000'000, +1, 1'000'000'000'000);
 }
 BENCHMARK(BM_TimerModifyLater)->Arg(1'000)->Arg(100'000)->Arg(1'000'000);
 
+// Earlier: the timer moves ahead of every live one: it rises to the top.
 void BM_TimerModifyEarlier(benchmark::State& state) {
-  LiveTimers live(state.range(0));
-  std::mt19937_64 rng(3);
-  int64_t base = platform::MonotonicNanos() + 3'600'000'000'000;
-  for (auto _ : state) {
-    poller::Timer& t = live.timers[rng() % live.timers.size()];
-    poller::ArmTimer(&t, base - static_cast<int64_t>(rng() % 1'000'000'000), &NoOp, nullptr, 1);
-  }
+  ModifyRandomTimers(state, 3, 3'600'000'000'000, -1, 1'000'000'000);
 }
 BENCHMARK(BM_TimerModifyEarlier)->Arg(1'000)->Arg(100'000)->Arg(1'000'000);
 
