@@ -6,6 +6,8 @@
 #ifndef NETPOLL_PLATFORM_CONTEXT_ARCH_H_
 #define NETPOLL_PLATFORM_CONTEXT_ARCH_H_
 
+#include <cstdint>
+
 #include "platform/context.h"
 #include "platform/os.h"
 #include "platform/stack_region.h"
@@ -50,6 +52,19 @@ struct SwitchResult {
   MachineContext* from;  // the context that was running until the switch
   void* transfer;        // the value it passed
 };
+
+#if defined(NETPOLL_ARCH_X86_64)
+// The calling thread's floating-point control state as both x86-64 switches keep it in one
+// saved word: the MXCSR in the low 32 bits, the x87 control word above. A new context starts
+// with it (see "floating-point control state" in context.h).
+inline uint64_t CurrentFpControlWord() {
+  uint32_t mxcsr;
+  uint16_t x87_control;
+  asm volatile("stmxcsr %0" : "=m"(mxcsr));
+  asm volatile("fnstcw %0" : "=m"(x87_control));
+  return mxcsr | (uint64_t{x87_control} << 32);
+}
+#endif
 
 extern "C" {
 

@@ -228,17 +228,13 @@ void* CommittedLowest(StackRegion stack) {
 
 void* PrepareInitialFrame(StackRegion stack, ContextEntry entry, void* arg, MachineContext* self) {
   void* const stack_top = stack.highest();
-  uint32_t mxcsr;
-  uint16_t x87_control;
-  asm volatile("stmxcsr %0" : "=m"(mxcsr));
-  asm volatile("fnstcw %0" : "=m"(x87_control));
   // 40 words. The switch pops the lowest 36 (288 bytes) and returns into the trampoline with
   // rsp = stack_top - 32, 16-byte aligned, pointing at words 36-37 (the trampoline's "return
   // address", zero, and padding); words 38-39 receive the first switch's SwitchResult, which the
   // trampoline takes from registers instead.
   uint64_t* frame = static_cast<uint64_t*>(stack_top) - 40;
   for (int i = 0; i < 40; ++i) frame[i] = 0;  // xmm6-15, r15, rsi, rdi, rbx start as 0
-  frame[0] = mxcsr | (uint64_t{x87_control} << 32);
+  frame[0] = CurrentFpControlWord();
   frame[1] = ~uint64_t{0};                                          // ExceptionList: empty chain
   frame[2] = reinterpret_cast<uintptr_t>(CommittedLowest(stack));  // StackLimit
   frame[3] = reinterpret_cast<uintptr_t>(stack_top);                // StackBase

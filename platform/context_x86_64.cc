@@ -81,14 +81,10 @@ namespace netpoll::platform::context_arch {
 
 void* PrepareInitialFrame(StackRegion stack, ContextEntry entry, void* arg, MachineContext* self) {
   void* const stack_top = stack.highest();
-  uint32_t mxcsr;
-  uint16_t x87_control;
-  asm volatile("stmxcsr %0" : "=m"(mxcsr));
-  asm volatile("fnstcw %0" : "=m"(x87_control));
   // Eight words; after the switch pops them, rsp = stack_top, 16-byte aligned, so the trampoline's
   // `call` gives the entry the alignment the ABI promises (rsp + 8 aligned at function entry).
   uint64_t* frame = static_cast<uint64_t*>(stack_top) - 8;
-  frame[0] = mxcsr | (uint64_t{x87_control} << 32);
+  frame[0] = CurrentFpControlWord();
   frame[1] = 0;                                     // r15
   frame[2] = reinterpret_cast<uintptr_t>(self);     // r14
   frame[3] = reinterpret_cast<uintptr_t>(arg);      // r13
