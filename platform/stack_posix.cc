@@ -50,22 +50,23 @@ constexpr int kMadvGuardInstall = 102;
 #endif
 #endif
 
-// Whether guard regions work here (decided by the first guard; seq_cst: rare, and simplest).
-// 0 unknown, 1 yes, 2 no.
-std::atomic<int> g_guard_regions{0};
+// Whether guard regions work here, decided by the first guard page installed. seq_cst: read
+// and written once per stack mapping (rare), so the simplest order costs nothing.
+enum class GuardRegions { kUnknown, kSupported, kUnsupported };
+std::atomic<GuardRegions> g_guard_regions{GuardRegions::kUnknown};
 
 // Makes the page at `lowest` inaccessible: a guard region where the kernel has them, else
 // PROT_NONE (which costs a mapping of its own). 0 or the errno of the failed call.
 ErrorCode InstallGuardPage(void* lowest, size_t page) {
 #if defined(NETPOLL_OS_LINUX)
-  if (g_guard_regions.load(std::memory_order_seq_cst) != 2) {
+  if (g_guard_regions.load(std::memory_order_seq_cst) != GuardRegions::kUnsupported) {
     if (madvise(lowest, page, kMadvGuardInstall) == 0) {
-      g_guard_regions.store(1, std::memory_order_seq_cst);
+      g_guard_regions.store(GuardRegions::kSupported, std::memory_order_seq_cst);
       return 0;
     }
     const ErrorCode error = LastError();
     if (error != EINVAL) return error;
-    g_guard_regions.store(2, std::memory_order_seq_cst);
+    g_guard_regions.store(GuardRegions::kUnsupported, std::memory_order_seq_cst);
   }
 #endif
   return mprotect(lowest, page, PROT_NONE) == 0 ? 0 : LastError();
@@ -411,7 +412,9 @@ void UnpoisonForSanitizers([[maybe_unused]] const StackRegion& region) {
 
 }  // namespace
 
-bool GuardPagesSplitMappings() { return g_guard_regions.load(std::memory_order_seq_cst) != 1; }
+bool GuardPagesSplitMappings() {
+  return g_guard_regions.load(std::memory_order_seq_cst) != GuardRegions::kSupported;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Stack

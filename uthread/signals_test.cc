@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/util/sync.h"
 #include "uthread/runtime.h"
 
 namespace netpoll {
@@ -37,9 +38,8 @@ TEST(EnableFiberDumpOnSignalDeathTest, PrintsTheDump) {
         Channel<int> never;
         (*runtime)->Go([&] { never.Receive(); }).IgnoreError();
         // Raise only once the fiber is parked, so the dump has something to say about it.
-        for (int i = 0; i < 10000 && (*runtime)->DumpFibers().find("parked") == std::string::npos; ++i) {
-          netpoll::SleepFor(absl::Milliseconds(1));
-        }
+        ASSERT_TRUE(testing::WaitUntil(
+            [&] { return (*runtime)->DumpFibers().find("parked") != std::string::npos; }));
         raise(SIGWINCH);
         // Give the signal thread time to print, bounded, then die so the output is checked.
         netpoll::SleepFor(absl::Seconds(2));
