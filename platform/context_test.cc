@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "platform/os.h"
 #include "platform/stack.h"
+#include "platform/testing/fp_control_x86.h"
 
 namespace netpoll::platform {
 namespace {
@@ -191,18 +192,10 @@ TEST(ContextTest, NewContextStartsWithItsCreatorsRoundingMode) {
 
 #if defined(NETPOLL_ARCH_X86_64)
 
-uint32_t ReadMxcsr() {
-  uint32_t value;
-  asm volatile("stmxcsr %0" : "=m"(value));
-  return value;
-}
-void WriteMxcsr(uint32_t value) { asm volatile("ldmxcsr %0" : : "m"(value)); }
-uint16_t ReadX87ControlWord() {
-  uint16_t value;
-  asm volatile("fnstcw %0" : "=m"(value));
-  return value;
-}
-void WriteX87ControlWord(uint16_t value) { asm volatile("fldcw %0" : : "m"(value)); }
+using testing::ReadMxcsr;
+using testing::ReadX87ControlWord;
+using testing::WriteMxcsr;
+using testing::WriteX87ControlWord;
 
 constexpr uint32_t kMxcsrFlushToZero = 1u << 15;
 constexpr uint32_t kMxcsrDenormalsAreZero = 1u << 6;

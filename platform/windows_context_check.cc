@@ -56,6 +56,7 @@
 #include "platform/context.h"
 #include "platform/os.h"
 #include "platform/stack_region.h"
+#include "platform/testing/fp_control_x86.h"
 
 #if !defined(NETPOLL_OS_WINDOWS) || !defined(NETPOLL_ARCH_X86_64)
 #error "windows_context_check.cc is for Windows x64 (see the commands at the top)"
@@ -495,18 +496,10 @@ void CheckFloatingPointValuesSurviveSwitches() {
 // ---------------------------------------------------------------------------------------------
 // MXCSR and x87 control word.
 // ---------------------------------------------------------------------------------------------
-uint32_t ReadMxcsr() {
-  uint32_t value;
-  asm volatile("stmxcsr %0" : "=m"(value));
-  return value;
-}
-void WriteMxcsr(uint32_t value) { asm volatile("ldmxcsr %0" : : "m"(value)); }
-uint16_t ReadX87ControlWord() {
-  uint16_t value;
-  asm volatile("fnstcw %0" : "=m"(value));
-  return value;
-}
-void WriteX87ControlWord(uint16_t value) { asm volatile("fldcw %0" : : "m"(value)); }
+using testing::ReadMxcsr;
+using testing::ReadX87ControlWord;
+using testing::WriteMxcsr;
+using testing::WriteX87ControlWord;
 
 constexpr uint32_t kMxcsrStatusFlags = 0x3f;
 constexpr uint32_t kMxcsrFlushToZero = 1u << 15;
