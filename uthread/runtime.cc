@@ -187,8 +187,18 @@ void Worker::PushLocal(Fiber* fiber, bool run_next) {
 
 void Worker::PushFair(Fiber* fiber) {
   // Behind the global queue if it holds anything (it is older than what we are readying now), or
-  // if our queue is full; never spill older local work behind newer.
-  if (!runtime->global.empty() || !queue.Push(fiber)) runtime->global.Push(fiber);
+  // if our queue is full, or if an earlier fiber of this batch went there; never spill older
+  // local work behind newer. What goes global is chained here and pushed once the batch ends
+  // (RunReady): one lock and one counter update per batch, not per fiber.
+  if (batch_spill_.count == 0 && runtime->global.empty() && queue.Push(fiber)) return;
+  fiber->run_next = nullptr;
+  if (batch_spill_.head == nullptr) {
+    batch_spill_.head = fiber;
+  } else {
+    batch_spill_.tail->run_next = fiber;
+  }
+  batch_spill_.tail = fiber;
+  ++batch_spill_.count;
 }
 
 bool Worker::HasStealableWork() const {
@@ -258,6 +268,10 @@ void Worker::RunReady(poller::ReadyList& ready) {
   batch_size = 0;
   poller::Poller::Get().ReadyAll(ready);
   dispatching_batch = false;
+  if (batch_spill_.count != 0) {
+    runtime->global.PushChain(batch_spill_.head, batch_spill_.tail, batch_spill_.count);
+    batch_spill_ = {};
+  }
   // This worker takes the first; more than that is work for an idle worker.
   if (batch_size > 1) runtime->MaybeWakeForLocalWork();
 }

@@ -90,6 +90,15 @@ class Worker {
   std::atomic<uint64_t> switches{0}, steals{0}, poller_waits{0}, poller_polls{0}, timers_fired{0};
 
  private:
+  // The fibers of the current batch bound for the global queue, linked through run_next, in
+  // order (see PushFair).
+  struct SpillChain {
+    Fiber* head = nullptr;
+    Fiber* tail = nullptr;
+    uint32_t count = 0;
+  };
+  SpillChain batch_spill_;
+
   void Loop();
   Fiber* FindRunnable();
   Fiber* Steal();
