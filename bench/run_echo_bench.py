@@ -629,7 +629,8 @@ def main():
           "RSS/conn is (peak RSS at the end of the window, or RSS while "
           "idle, minus RSS before the first connection) / connections. errors sums every run's "
           "connect failures, resets, unexpected EOFs, mismatches and stalls (a message unanswered "
-          "for over 1 s and 20 times the mean latency); starved is the median number of live "
+          "for over 1 s and 20 times the expected latency, the larger of the mean and connections / "
+          "throughput); starved is the median number of live "
           "connections that completed no round trip in the whole window, a fairness figure "
           "rather than an error.", "", table, ""]
     if notes:
